@@ -1,0 +1,100 @@
+"""Per-architecture layer layout, kept as data.
+
+Each entry says where the decoder layers live in the checkpoint and which submodules make up a layer's attention
+sub-block and its feed-forward (FFN/MoE) sub-block. Surgery uses it to delete and renumber tensors; the shipped
+modeling code uses the in-memory names to bypass skipped sub-blocks. A model type that is not here is refused.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+
+from .errors import CheckpointError
+
+
+@dataclass(frozen=True)
+class Architecture:
+    """Layout of one family of decoder-only causal LMs."""
+
+    family: str
+    # Tensor-name prefixes that precede the layer index, in the order they are tried.
+    layer_prefixes: tuple[str, ...] = ("model.layers.",)
+    # In-memory submodule names (also the on-disk names unless aliased below).
+    attention: tuple[str, ...] = ("self_attn", "input_layernorm")
+    mlp: tuple[str, ...] = ("mlp", "post_attention_layernorm")
+    # On-disk submodule names that differ from the in-memory ones (legacy checkpoints).
+    disk_aliases: dict[str, str] = field(default_factory=dict)
+    # Key of the nested decoder config, for multimodal wrappers; None when the decoder config is the top level.
+    text_config_key: str | None = None
+
+    def sub_block_of(self, submodule: str) -> str | None:
+        """'attention', 'mlp' or None for a layer-relative tensor name such as 'self_attn.q_proj.weight'."""
+        head = submodule.split(".", 1)[0]
+        head = self.disk_aliases.get(head, head)
+        if head in self.attention:
+            return "attention"
+        if head in self.mlp:
+            return "mlp"
+        return None
+
+
+_LLAMA = Architecture("llama")
+_GEMMA = Architecture(
+    "gemma2",
+    attention=("self_attn", "input_layernorm", "post_attention_layernorm"),
+    mlp=("mlp", "pre_feedforward_layernorm", "post_feedforward_layernorm"),
+)
+_OLMO2 = Architecture(
+    "olmo2", attention=("self_attn", "post_attention_layernorm"), mlp=("mlp", "post_feedforward_layernorm")
+)
+_MIXTRAL = Architecture("mixtral", disk_aliases={"block_sparse_moe": "mlp"})
+
+ARCHITECTURES: dict[str, Architecture] = {
+    "llama": _LLAMA,
+    "mistral": _LLAMA,
+    "qwen2": _LLAMA,
+    "qwen3": _LLAMA,
+    "phi3": _LLAMA,
+    "smollm3": _LLAMA,
+    "granite": _LLAMA,
+    "qwen2_moe": _LLAMA,
+    "qwen3_moe": _LLAMA,
+    "mixtral": _MIXTRAL,
+    "gemma": _LLAMA,
+    "gemma2": _GEMMA,
+    "gemma3_text": _GEMMA,
+    "olmo2": _OLMO2,
+    "olmo3": _OLMO2,
+}
+
+# Model types that hfprune's own skip-map checkpoints carry: "hfprune_<base model type>".
+SKIP_MODEL_TYPE_PREFIX = "hfprune_"
+
+
+def base_model_type(model_type: str) -> str:
+    """The transformers model type behind a (possibly hfprune skip-map) model type."""
+    if model_type.startswith(SKIP_MODEL_TYPE_PREFIX):
+        return model_type[len(SKIP_MODEL_TYPE_PREFIX):]
+    return model_type
+
+
+def architecture_for(config: dict) -> Architecture:
+    """The layout for a parsed config.json, or a CheckpointError naming what is supported."""
+    if config.get("is_encoder_decoder"):
+        raise CheckpointError(
+            f"model_type {config.get('model_type')!r} is an encoder-decoder model; hfprune prunes decoder-only "
+            "causal LMs (supported: " + ", ".join(sorted(ARCHITECTURES)) + ")"
+        )
+    model_type = base_model_type(str(config.get("model_type", "")))
+    arch = ARCHITECTURES.get(model_type)
+    if arch is None:
+        raise CheckpointError(
+            f"model_type {config.get('model_type')!r} is not a decoder-only causal LM that hfprune knows; "
+            "supported: " + ", ".join(sorted(ARCHITECTURES))
+        )
+    archs = config.get("architectures") or []
+    if archs and not any(a.endswith("ForCausalLM") for a in archs):
+        raise CheckpointError(
+            f"architectures {archs} has no *ForCausalLM head; hfprune prunes causal LM checkpoints only"
+        )
+    return arch

@@ -1,0 +1,95 @@
+"""Command line: parse, call one library function, print. Typed errors become one line and exit status 2.
+
+Nothing heavy is imported at module level so that `--help` answers instantly.
+"""
+
+from __future__ import annotations
+
+import argparse
+import sys
+
+from . import __version__
+from .errors import HfpruneError
+
+
+class _Parser(argparse.ArgumentParser):
+    def error(self, message):  # one line, not argparse's usage dump
+        self.exit(2, f"{self.prog}: error: {message} (see {self.prog} --help)\n")
+
+
+def _add_plan_options(p: argparse.ArgumentParser) -> None:
+    g = p.add_argument_group("what to remove (0-based layer indices of the source model)")
+    g.add_argument("--drop-last", type=int, metavar="N", help="drop the last N layers (reverse-order pruning)")
+    g.add_argument("--drop-layers", metavar="LIST", help="drop these layers, e.g. 3,7,9-11")
+    g.add_argument("--skip-attention", metavar="LIST", help="remove only the attention sub-block of these layers")
+    g.add_argument("--skip-mlp", metavar="LIST", help="remove only the FFN/MoE sub-block of these layers")
+    g.add_argument("--plan", dest="plan_file", metavar="FILE", help="a plan JSON written by `hfprune score`")
+
+
+def build_parser() -> argparse.ArgumentParser:
+    parser = _Parser(prog="hfprune", description="Remove decoder layers from causal LMs and publish the result.")
+    parser.add_argument("--version", action="version", version=f"hfprune {__version__}")
+    sub = parser.add_subparsers(dest="command", metavar="COMMAND", parser_class=_Parser)
+
+    p = sub.add_parser("prune", help="write a checkpoint with layers or sub-blocks removed",
+                       description="Prune SOURCE (a local folder or a Hub repo id[@revision]) on disk, tensor by "
+                                   "tensor, into OUT. The result loads with AutoModelForCausalLM.from_pretrained.")
+    p.add_argument("source", metavar="SOURCE")
+    p.add_argument("-o", "--output", metavar="OUT", help="output folder (must not exist unless --overwrite)")
+    _add_plan_options(p)
+    p.add_argument("--dry-run", action="store_true", help="print the plan and sizes; write nothing")
+    p.add_argument("--overwrite", action="store_true", help="replace OUT if it exists")
+    p.add_argument("--allow-pickle", action="store_true",
+                   help="accept pickle-only (.bin) weights and convert them (pickles can run code when loaded)")
+    p.add_argument("--token", help="Hub token (default: the logged-in one); never printed or stored")
+    p.add_argument("--no-progress", action="store_true", help="no progress bar")
+    p.set_defaults(func=_cmd_prune)
+
+    p = sub.add_parser("demo", help="build a tiny model offline and prune it (no network)",
+                       description="Build a tiny random Llama-style model and a tokenizer trained on the fly, "
+                                   "prune it, and check that the result reloads and computes the bypassed network.")
+    p.add_argument("--work-dir", default="hfprune-demo", help="where to leave every artifact (default: %(default)s)")
+    p.add_argument("--overwrite", action="store_true", help="replace an existing work dir")
+    p.set_defaults(func=_cmd_demo)
+    return parser
+
+
+def _cmd_prune(args) -> int:
+    from .api import prune
+
+    result = prune(args.source, args.output, dry_run=args.dry_run, overwrite=args.overwrite,
+                   allow_pickle=args.allow_pickle, progress=not args.no_progress, token=args.token,
+                   drop_last=args.drop_last, drop_layers=args.drop_layers, skip_attention=args.skip_attention,
+                   skip_mlp=args.skip_mlp, plan_file=args.plan_file)
+    if args.dry_run:
+        print("dry run: nothing written")
+    print("\n".join(result.describe()))
+    return 0
+
+
+def _cmd_demo(args) -> int:
+    from .demo import run_demo
+
+    for line in run_demo(args.work_dir, overwrite=args.overwrite):
+        print(line)
+    return 0
+
+
+def main(argv: list[str] | None = None) -> int:
+    parser = build_parser()
+    args = parser.parse_args(argv)
+    if not getattr(args, "func", None):
+        parser.print_help()
+        return 2
+    try:
+        return args.func(args)
+    except HfpruneError as e:
+        print(f"hfprune {args.command}: error: {e}", file=sys.stderr)
+        return 2
+    except KeyboardInterrupt:
+        print(f"hfprune {args.command}: interrupted; no partial output was left at the destination", file=sys.stderr)
+        return 130
+
+
+if __name__ == "__main__":
+    sys.exit(main())

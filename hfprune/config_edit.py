@@ -1,0 +1,153 @@
+"""Edit config.json as JSON for a plan: never through a transformers config class, which rewrites keys.
+
+Every field that describes layers by position is handled explicitly: per-layer lists are sliced, index lists
+remapped, thresholds recounted, periodic patterns replaced by explicit lists. A layer-looking field that is not
+known here is refused rather than left stale.
+"""
+
+from __future__ import annotations
+
+import copy
+
+from .architectures import SKIP_MODEL_TYPE_PREFIX, Architecture, base_model_type
+from .errors import CheckpointError
+from .plan import Plan
+
+# One entry per element of the layer stack.
+PER_LAYER_LISTS = {"layer_types", "mlp_layer_types", "no_rope_layers", "layers_block_type"}
+# Lists of layer indices.
+INDEX_LISTS = {"mlp_only_layers"}
+# "Layers with index < value behave one way, the rest another": recount over the kept layers.
+THRESHOLDS = {"max_window_layers", "first_k_dense_replace"}
+# Periodic encodings made redundant once layer_types is written out explicitly.
+PERIODIC = {"sliding_window_pattern", "_sliding_window_pattern"}
+# Keys mentioning layers that do not index the layer stack.
+NOT_PER_LAYER = {
+    "num_hidden_layers", "layer_norm_eps", "layer_norm_epsilon", "layerdrop", "decoder_sparse_step",
+    "per_layer_config", "hfprune_base",
+}
+# Lists that are never per-layer even when their length happens to equal the layer count.
+NON_LAYER_LISTS = {"architectures", "eos_token_id", "bos_token_id", "pad_token_id", "bad_words_ids",
+                   "suppress_tokens", "begin_suppress_tokens"}
+KNOWN = PER_LAYER_LISTS | INDEX_LISTS | THRESHOLDS | PERIODIC | NOT_PER_LAYER
+
+MODELING_FILE = "modeling_hfprune.py"
+SKIP_CONFIG_CLASS = "HfprunePrunedConfig"
+SKIP_MODEL_CLASS = "HfprunePrunedForCausalLM"
+
+
+def check_known_fields(dec: dict, where: str = "config.json") -> None:
+    """Refuse any field that looks per-layer but is not in the table (we would leave it stale)."""
+    n = dec["num_hidden_layers"]
+    for key, value in dec.items():
+        if key in KNOWN or isinstance(value, bool) or value is None:
+            continue
+        looks_layered = "layer" in key.lower() and isinstance(value, (int, list, dict))
+        per_layer_length = isinstance(value, list) and len(value) == n and key not in NON_LAYER_LISTS
+        if looks_layered or per_layer_length:
+            raise CheckpointError(
+                f"{where} field {key!r} looks per-layer and hfprune does not know how to prune it; "
+                "refusing rather than leaving it stale (add it to hfprune/config_edit.py's table)"
+            )
+
+
+def edit_config(config: dict, plan: Plan, arch: Architecture, derived: dict[str, list] | None = None) -> dict:
+    """Return the pruned config.json dict.
+
+    `derived` holds per-layer lists that transformers computes from other fields (e.g. Gemma's layer_types from a
+    sliding-window period) and that the JSON does not spell out; they are written explicitly before slicing.
+    """
+    out = copy.deepcopy(config)
+    dec = out[arch.text_config_key] if arch.text_config_key else out
+    check_known_fields(dec)
+    n = dec["num_hidden_layers"]
+    plan.check_model(n)
+    kept = plan.kept_layers
+    new = plan.new_index
+
+    for key, values in (derived or {}).items():
+        if key not in dec:
+            dec[key] = list(values)
+    if "layer_types" in dec:
+        for key in PERIODIC:
+            dec.pop(key, None)
+
+    _rewrite_moe_sparsity(dec, kept, new)
+
+    for key in PER_LAYER_LISTS:
+        if key in dec and dec[key] is not None:
+            if not isinstance(dec[key], list) or len(dec[key]) != n:
+                raise CheckpointError(f"config.json field {key!r} should list {n} entries (one per layer)")
+            dec[key] = [dec[key][i] for i in kept]
+    for key in INDEX_LISTS - {"mlp_only_layers"}:
+        if dec.get(key):
+            dec[key] = [new[i] for i in dec[key] if i in new]
+    for key in THRESHOLDS:
+        if isinstance(dec.get(key), int):
+            dec[key] = sum(1 for i in kept if i < dec[key])
+
+    skips = _existing_skips(dec, n)
+    skips = {new[i]: s for i, s in skips.items() if i in new}
+    for i, blocks in plan.skip_map().items():
+        skips[i] = sorted(set(skips.get(i, [])) | set(blocks))
+    dec["num_hidden_layers"] = len(kept)
+    _write_skips(out, dec, skips, arch)
+    return out
+
+
+def _rewrite_moe_sparsity(dec: dict, kept: list[int], new: dict[int, int]) -> None:
+    """Qwen-MoE style: layer i is sparse iff i not in mlp_only_layers and (i+1) % decoder_sparse_step == 0.
+
+    The step rule does not survive renumbering, so the dense layers are listed explicitly with step 1.
+    """
+    if "decoder_sparse_step" not in dec and "mlp_only_layers" not in dec:
+        return
+    step = int(dec.get("decoder_sparse_step") or 1)
+    only = set(dec.get("mlp_only_layers") or [])
+    experts = dec.get("num_experts", dec.get("num_local_experts", 0)) or 0
+    dense = {i for i in range(dec["num_hidden_layers"]) if i in only or not (experts > 0 and (i + 1) % step == 0)}
+    if "decoder_sparse_step" in dec:
+        dec["decoder_sparse_step"] = 1
+    dec["mlp_only_layers"] = [new[i] for i in kept if i in dense]
+
+
+def _existing_skips(dec: dict, n: int) -> dict[int, list[str]]:
+    plc = dec.get("per_layer_config") or {}
+    out: dict[int, list[str]] = {}
+    for key, entry in plc.items():
+        extra = set(entry) - {"skip"}
+        if extra:
+            raise CheckpointError(
+                f"per_layer_config[{key}] overrides {sorted(extra)}; hfprune only prunes skip-only per-layer configs"
+            )
+        if entry.get("skip"):
+            out[int(key)] = sorted(entry["skip"])
+    return out
+
+
+def _write_skips(out: dict, dec: dict, skips: dict[int, list[str]], arch: Architecture) -> None:
+    """Record the skip map and switch the model type to the shipped modeling code when one is present."""
+    skips = {i: s for i, s in sorted(skips.items()) if s}
+    model_type = str(out.get("model_type", ""))
+    if not skips:
+        dec.pop("per_layer_config", None)
+        if model_type.startswith(SKIP_MODEL_TYPE_PREFIX):
+            base = out.pop("hfprune_base")
+            out["model_type"] = base["model_type"]
+            out["architectures"] = [base["architecture"]]
+            out.pop("auto_map", None)
+        return
+    if arch.text_config_key:
+        raise CheckpointError("attention/FFN skips are supported for text-only causal LMs; drop whole layers instead")
+    width = len(str(max(skips)))
+    dec["per_layer_config"] = {str(i).zfill(width): {"skip": s} for i, s in skips.items()}
+    if not model_type.startswith(SKIP_MODEL_TYPE_PREFIX):
+        architectures = out.get("architectures") or []
+        causal = next((a for a in architectures if a.endswith("ForCausalLM")), None)
+        if causal is None:
+            raise CheckpointError("config.json names no *ForCausalLM architecture; cannot ship skip-map modeling code")
+        out["hfprune_base"] = {"model_type": base_model_type(model_type), "architecture": causal}
+        out["model_type"] = SKIP_MODEL_TYPE_PREFIX + model_type
+    out["architectures"] = [SKIP_MODEL_CLASS]
+    module = MODELING_FILE[:-3]
+    out["auto_map"] = {"AutoConfig": f"{module}.{SKIP_CONFIG_CLASS}", "AutoModelForCausalLM": f"{module}.{SKIP_MODEL_CLASS}"}

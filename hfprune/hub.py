@@ -1,0 +1,106 @@
+"""All network code: resolving a source (Hub repo id[@revision] or local folder) to a local snapshot."""
+
+from __future__ import annotations
+
+import re
+from dataclasses import asdict, dataclass
+from pathlib import Path
+
+from .errors import HubError
+
+# What a pruned checkpoint needs from the source repo, and what it never needs.
+ALLOW_PATTERNS = ["*.safetensors", "*.json", "tokenizer*", "*.jinja", "*.txt", "LICENSE*", "USE_POLICY*", "NOTICE*"]
+IGNORE_PATTERNS = ["original/*", "*.bin", "*.pth", "*.pt", "*.ckpt", "*.gguf", "*.onnx", "*.msgpack", "*.h5"]
+PICKLE_PATTERNS = ["*.bin"]
+_REPO_ID = re.compile(r"^[A-Za-z0-9][\w.\-]*(/[\w.\-]+)?$")
+
+
+@dataclass(frozen=True)
+class Source:
+    """A resolved source: where its files are and, for Hub sources, exactly which commit they came from."""
+
+    path: Path
+    repo_id: str | None = None
+    revision: str | None = None
+    sha: str | None = None
+
+    def to_dict(self) -> dict:
+        d = asdict(self)
+        d["path"] = str(self.path)
+        return d
+
+    @property
+    def name(self) -> str:
+        return (self.repo_id or self.path.name).split("/")[-1]
+
+
+def parse_source(source: str) -> tuple[str, str | None]:
+    """'org/name@rev' -> ('org/name', 'rev')."""
+    repo_id, _, revision = source.partition("@")
+    return repo_id, (revision or None)
+
+
+def resolve_source(source: str, *, token: str | None = None, allow_pickle: bool = False,
+                   endpoint: str | None = None) -> Source:
+    """A local folder as is, or a Hub snapshot of only the files pruning needs, pinned to its commit sha."""
+    local = Path(source).expanduser()
+    if local.is_dir():
+        return Source(local.resolve())
+    repo_id, revision = parse_source(source)
+    if not _REPO_ID.match(repo_id) or source.startswith((".", "/", "~")):
+        raise HubError(f"SOURCE {source!r} is neither an existing folder nor a Hub repo id like org/name[@revision]")
+    from huggingface_hub import HfApi, snapshot_download
+
+    api = HfApi(endpoint=endpoint, token=token)
+    with hub_errors(repo_id, revision):
+        info = api.model_info(repo_id, revision=revision, files_metadata=False)
+        names = [s.rfilename for s in (info.siblings or [])]
+        has_safetensors = any(n.endswith(".safetensors") for n in names)
+        allow = list(ALLOW_PATTERNS) + (PICKLE_PATTERNS if allow_pickle and not has_safetensors else [])
+        ignore = [p for p in IGNORE_PATTERNS if not (p in PICKLE_PATTERNS and p in allow)]
+        path = snapshot_download(repo_id, revision=info.sha, allow_patterns=allow, ignore_patterns=ignore,
+                                 token=token, endpoint=endpoint)
+    return Source(Path(path), repo_id, revision, info.sha)
+
+
+class hub_errors:
+    """Context manager turning huggingface_hub's exceptions into one-line HubErrors."""
+
+    def __init__(self, repo_id: str, revision: str | None = None, write: bool = False):
+        self.repo_id, self.revision, self.write = repo_id, revision, write
+
+    def __enter__(self):
+        return self
+
+    def __exit__(self, exc_type, exc, tb):
+        if exc is None or not isinstance(exc, Exception):
+            return False
+        from huggingface_hub import errors as e
+
+        repo = self.repo_id
+        if isinstance(exc, e.GatedRepoError):  # subclasses RepositoryNotFoundError: test it first
+            raise HubError(f"{repo} is gated: accept its licence on the Hub, then log in (hf auth login)") from None
+        if isinstance(exc, e.RevisionNotFoundError):
+            raise HubError(f"{repo} has no revision {self.revision!r}; check the branch, tag or commit") from None
+        if isinstance(exc, e.RepositoryNotFoundError):
+            raise HubError(f"{repo} was not found on the Hub (or it is private: log in with hf auth login)") from None
+        if isinstance(exc, e.LocalEntryNotFoundError) or _is_connection_error(exc):
+            raise HubError(f"cannot reach the Hub for {repo} (no network?); retry online or give a local folder") from None
+        if isinstance(exc, e.HfHubHTTPError):
+            status = getattr(getattr(exc, "response", None), "status_code", None)
+            if status in (401, 403):
+                what = "write to" if self.write else "read"
+                raise HubError(f"your token cannot {what} {repo} (HTTP {status}); log in with a token that can") from None
+            raise HubError(f"the Hub answered HTTP {status} for {repo}: {str(exc).splitlines()[0]}") from None
+        return False
+
+
+def _is_connection_error(exc: BaseException) -> bool:
+    seen = set()
+    while exc is not None and id(exc) not in seen:
+        seen.add(id(exc))
+        name = type(exc).__name__
+        if "Connect" in name or "Timeout" in name or isinstance(exc, (ConnectionError, TimeoutError)):
+            return True
+        exc = exc.__cause__ or exc.__context__
+    return False

@@ -1,0 +1,160 @@
+"""Raw safetensors headers and streamed tensor copies.
+
+safetensors' own API reads and writes whole files through memory. Surgery only renames and drops tensors, so it
+copies their bytes verbatim from one file to another instead: memory stays flat whatever the checkpoint size.
+Format: 8-byte little-endian header length, a JSON header {name: {dtype, shape, data_offsets}}, then the data.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import struct
+from dataclasses import dataclass
+from pathlib import Path
+
+from .errors import CheckpointError
+
+DTYPE_BYTES = {
+    "BOOL": 1, "U8": 1, "I8": 1, "F8_E5M2": 1, "F8_E4M3": 1, "F8_E8M0": 1,
+    "I16": 2, "U16": 2, "F16": 2, "BF16": 2,
+    "I32": 4, "U32": 4, "F32": 4,
+    "I64": 8, "U64": 8, "F64": 8,
+}
+_MAX_HEADER = 100_000_000
+_COPY_CHUNK = 16 * 1024 * 1024
+
+
+@dataclass(frozen=True)
+class TensorInfo:
+    """Where one tensor's bytes lie in its file."""
+
+    name: str
+    dtype: str
+    shape: tuple[int, ...]
+    begin: int  # absolute file offset
+    end: int
+
+    @property
+    def nbytes(self) -> int:
+        return self.end - self.begin
+
+    @property
+    def numel(self) -> int:
+        n = 1
+        for d in self.shape:
+            n *= d
+        return n
+
+
+@dataclass(frozen=True)
+class SafetensorsFile:
+    """A parsed header: the tensors in file order and the file's metadata."""
+
+    path: Path
+    tensors: dict[str, TensorInfo]
+    metadata: dict[str, str]
+
+
+def read_header(path: str | os.PathLike) -> SafetensorsFile:
+    """Parse and validate a safetensors header; a corrupt or truncated file raises CheckpointError."""
+    path = Path(path)
+    fix = "re-download it (delete the file and run again) or check the source checkpoint"
+    size = path.stat().st_size
+    with open(path, "rb") as f:
+        raw = f.read(8)
+        if len(raw) < 8:
+            raise CheckpointError(f"{path.name} is not a safetensors file (only {size} bytes); {fix}")
+        (n,) = struct.unpack("<Q", raw)
+        if n > _MAX_HEADER or 8 + n > size:
+            raise CheckpointError(f"{path.name} has a corrupt or truncated safetensors header; {fix}")
+        try:
+            header = json.loads(f.read(n))
+        except (UnicodeDecodeError, json.JSONDecodeError):
+            raise CheckpointError(f"{path.name} has a corrupt safetensors header (not JSON); {fix}") from None
+    if not isinstance(header, dict):
+        raise CheckpointError(f"{path.name} has a corrupt safetensors header; {fix}")
+    metadata = header.pop("__metadata__", None) or {}
+    data_start = 8 + n
+    tensors = []
+    try:
+        for name, info in header.items():
+            dtype, shape = info["dtype"], tuple(int(d) for d in info["shape"])
+            begin, end = (int(x) for x in info["data_offsets"])
+            tensors.append(TensorInfo(name, dtype, shape, data_start + begin, data_start + end))
+    except (KeyError, TypeError, ValueError):
+        raise CheckpointError(f"{path.name} has a malformed safetensors header entry; {fix}") from None
+    tensors.sort(key=lambda t: t.begin)
+    for t in tensors:
+        if t.dtype not in DTYPE_BYTES:
+            raise CheckpointError(f"{path.name}: tensor {t.name} has unknown dtype {t.dtype}; {fix}")
+        if t.end < t.begin or t.nbytes != t.numel * DTYPE_BYTES[t.dtype]:
+            raise CheckpointError(f"{path.name}: tensor {t.name} has inconsistent offsets; {fix}")
+        if t.end > size:
+            raise CheckpointError(
+                f"{path.name} is truncated: tensor {t.name} ends at byte {t.end} but the file has {size}; {fix}"
+            )
+    return SafetensorsFile(path, {t.name: t for t in tensors}, dict(metadata))
+
+
+def write_renamed(
+    src: SafetensorsFile, dst: str | os.PathLike, renames: dict[str, str], metadata: dict[str, str] | None = None
+) -> int:
+    """Write the tensors named in `renames` (old -> new name) from `src` to `dst`, bytes copied verbatim.
+
+    Returns the number of data bytes written. Tensors keep their relative order in the file.
+    """
+    kept = [t for t in src.tensors.values() if t.name in renames]
+    header: dict[str, object] = {}
+    meta = src.metadata if metadata is None else metadata
+    if meta:
+        header["__metadata__"] = meta
+    offset = 0
+    for t in kept:
+        header[renames[t.name]] = {"dtype": t.dtype, "shape": list(t.shape), "data_offsets": [offset, offset + t.nbytes]}
+        offset += t.nbytes
+    blob = json.dumps(header, separators=(",", ":")).encode()
+    blob += b" " * (-len(blob) % 8)  # the format aligns the data start to 8 bytes
+    with open(src.path, "rb") as fin, open(dst, "wb") as fout:
+        fout.write(struct.pack("<Q", len(blob)))
+        fout.write(blob)
+        for t in _coalesce(kept):
+            _copy_range(fin, fout, t[0], t[1])
+    return offset
+
+
+def _coalesce(tensors: list[TensorInfo]) -> list[tuple[int, int]]:
+    """Merge adjacent byte ranges so long runs of kept tensors copy in one call."""
+    ranges: list[tuple[int, int]] = []
+    for t in tensors:
+        if ranges and ranges[-1][1] == t.begin:
+            ranges[-1] = (ranges[-1][0], t.end)
+        else:
+            ranges.append((t.begin, t.end))
+    return ranges
+
+
+def _copy_range(fin, fout, begin: int, end: int) -> None:
+    fout.flush()
+    remaining = end - begin
+    src_off = begin
+    if hasattr(os, "copy_file_range"):
+        try:
+            while remaining > 0:
+                n = os.copy_file_range(fin.fileno(), fout.fileno(), min(remaining, 1 << 30), src_off)
+                if n == 0:
+                    break
+                src_off += n
+                remaining -= n
+            if remaining == 0:
+                return
+        except OSError:
+            pass  # cross-device or unsupported filesystem: fall back to a buffered copy
+    fin.seek(src_off)
+    fout.seek(0, os.SEEK_END)
+    while remaining > 0:
+        chunk = fin.read(min(remaining, _COPY_CHUNK))
+        if not chunk:
+            raise CheckpointError(f"{Path(fin.name).name} ended early while copying; the file is truncated")
+        fout.write(chunk)
+        remaining -= len(chunk)

@@ -1,0 +1,103 @@
+"""Tiny random checkpoints and a tokenizer trained on the fly: the offline stand-ins for demo, tests and bench.
+
+Shapes are small but every architectural feature that surgery must respect is switched on: GQA, q/k norms,
+attention biases, sliding-window layer patterns, post-norms, fused projections, MoE experts and routers.
+"""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+TINY_VOCAB = 384
+
+_COMMON = dict(vocab_size=TINY_VOCAB, hidden_size=64, intermediate_size=128, num_attention_heads=4,
+               num_key_value_heads=2, max_position_embeddings=256,
+               pad_token_id=0, bos_token_id=1, eos_token_id=2)
+
+TINY_CONFIGS: dict[str, dict] = {
+    "llama": dict(_COMMON, model_type="llama", tie_word_embeddings=False),
+    "llama-tied": dict(_COMMON, model_type="llama", tie_word_embeddings=True),
+    "mistral": dict(_COMMON, model_type="mistral", sliding_window=8),
+    "qwen2": dict(_COMMON, model_type="qwen2", use_sliding_window=True, sliding_window=8, max_window_layers=3,
+                  tie_word_embeddings=True),
+    "qwen3": dict(_COMMON, model_type="qwen3", head_dim=16),
+    "gemma2": dict(_COMMON, model_type="gemma2", head_dim=16, sliding_window=8, query_pre_attn_scalar=16,
+                   attn_logit_softcapping=50.0, final_logit_softcapping=30.0),
+    "gemma3_text": dict(_COMMON, model_type="gemma3_text", head_dim=16, sliding_window=8, query_pre_attn_scalar=16,
+                        sliding_window_pattern=3),
+    "phi3": dict(_COMMON, model_type="phi3", num_key_value_heads=4),
+    "mixtral": dict(_COMMON, model_type="mixtral", num_local_experts=4, num_experts_per_tok=2),
+    "qwen2_moe": dict(_COMMON, model_type="qwen2_moe", num_experts=4, num_experts_per_tok=2, moe_intermediate_size=32,
+                      shared_expert_intermediate_size=64, decoder_sparse_step=2, mlp_only_layers=[4]),
+    "olmo2": dict(_COMMON, model_type="olmo2", num_key_value_heads=4),
+}
+
+DEMO_TEXT = (
+    "Pruning removes decoder layers from a language model. The last layers of a deep network often change the "
+    "hidden state least, so dropping them costs little accuracy, and a short fine-tuning heals most of the rest. "
+    "Attention blocks and feed-forward blocks can also be removed one at a time. A pruned checkpoint must compute "
+    "exactly the network that was intended: the same logits as the original with the removed blocks bypassed. "
+    "The quick brown fox jumps over the lazy dog. Below is an instruction that describes a task. Write a response "
+    "that appropriately completes the request. What is the capital of France? The capital of France is Paris. "
+)
+
+
+def tiny_config(model_type: str, num_layers: int = 6, **overrides):
+    """A transformers config for a tiny model of `model_type` (a key of TINY_CONFIGS)."""
+    from transformers import AutoConfig
+
+    spec = dict(TINY_CONFIGS[model_type])
+    spec.update(overrides)
+    kind = spec.pop("model_type")
+    return AutoConfig.for_model(kind, num_hidden_layers=num_layers, **spec)
+
+
+def build_tiny_model(model_type: str = "llama", num_layers: int = 6, seed: int = 0, **overrides):
+    """A randomly initialised tiny causal LM (fp32, eval mode). Weights are perturbed so norms are not all ones."""
+    import torch
+    from transformers import AutoModelForCausalLM
+
+    torch.manual_seed(seed)
+    model = AutoModelForCausalLM.from_config(tiny_config(model_type, num_layers, **overrides), dtype=torch.float32)
+    with torch.no_grad():
+        for p in model.parameters():
+            p.add_(torch.randn_like(p) * 0.05)
+    return model.eval()
+
+
+def train_tokenizer(folder: str | Path | None = None, vocab_size: int = TINY_VOCAB, text: str = DEMO_TEXT):
+    """Train a byte-level BPE tokenizer on `text` and return it (saved to `folder` when given)."""
+    from tokenizers import Tokenizer, decoders, models, pre_tokenizers, trainers
+    from transformers import PreTrainedTokenizerFast
+
+    tok = Tokenizer(models.BPE(unk_token=None))
+    tok.pre_tokenizer = pre_tokenizers.ByteLevel(add_prefix_space=False)
+    tok.decoder = decoders.ByteLevel()
+    specials = ["<|pad|>", "<|bos|>", "<|eos|>"]
+    trainer = trainers.BpeTrainer(vocab_size=vocab_size, special_tokens=specials,
+                                  initial_alphabet=pre_tokenizers.ByteLevel.alphabet(), show_progress=False)
+    tok.train_from_iterator([text] * 4, trainer=trainer)
+    fast = PreTrainedTokenizerFast(tokenizer_object=tok, pad_token="<|pad|>", bos_token="<|bos|>",
+                                   eos_token="<|eos|>")
+    fast.chat_template = (
+        "{% for m in messages %}<|bos|>{{ m['role'] }}\n{{ m['content'] }}<|eos|>\n{% endfor %}"
+        "{% if add_generation_prompt %}<|bos|>assistant\n{% endif %}"
+    )
+    if folder is not None:
+        fast.save_pretrained(str(folder))
+    return fast
+
+
+def build_tiny_checkpoint(folder: str | Path, model_type: str = "llama", num_layers: int = 6, seed: int = 0,
+                          tokenizer: bool = True, max_shard_size: str | None = None, **overrides) -> Path:
+    """Save a tiny random model (and a trained tokenizer) to `folder`, ready to prune; return the folder."""
+    folder = Path(folder)
+    model = build_tiny_model(model_type, num_layers, seed, **overrides)
+    tok = train_tokenizer(folder if tokenizer else None) if tokenizer else None
+    if tok is not None:
+        model.config.pad_token_id = tok.pad_token_id
+        model.config.bos_token_id = tok.bos_token_id
+        model.config.eos_token_id = tok.eos_token_id
+    kwargs = {"max_shard_size": max_shard_size} if max_shard_size else {}
+    model.save_pretrained(str(folder), **kwargs)
+    return folder
