@@ -26,6 +26,9 @@ class Architecture:
     disk_aliases: dict[str, str] = field(default_factory=dict)
     # Key of the nested decoder config, for multimodal wrappers; None when the decoder config is the top level.
     text_config_key: str | None = None
+    # Per-layer lists that transformers' config class computes when config.json omits them. Surgery asks
+    # transformers for them (and only then imports it) so that they can be written out before slicing.
+    derived_lists: tuple[str, ...] = ()
 
     def sub_block_of(self, submodule: str) -> str | None:
         """'attention', 'mlp' or None for a layer-relative tensor name such as 'self_attn.q_proj.weight'."""
@@ -39,32 +42,38 @@ class Architecture:
 
 
 _LLAMA = Architecture("llama")
+_DERIVED = Architecture("qwen2", derived_lists=("layer_types",))
 _GEMMA = Architecture(
     "gemma2",
+    derived_lists=("layer_types",),
     attention=("self_attn", "input_layernorm", "post_attention_layernorm"),
     mlp=("mlp", "pre_feedforward_layernorm", "post_feedforward_layernorm"),
 )
 _OLMO2 = Architecture(
     "olmo2", attention=("self_attn", "post_attention_layernorm"), mlp=("mlp", "post_feedforward_layernorm")
 )
+_OLMO3 = Architecture(
+    "olmo3", attention=("self_attn", "post_attention_layernorm"), mlp=("mlp", "post_feedforward_layernorm"),
+    derived_lists=("layer_types",),
+)
 _MIXTRAL = Architecture("mixtral", disk_aliases={"block_sparse_moe": "mlp"})
 
 ARCHITECTURES: dict[str, Architecture] = {
     "llama": _LLAMA,
     "mistral": _LLAMA,
-    "qwen2": _LLAMA,
-    "qwen3": _LLAMA,
+    "qwen2": _DERIVED,
+    "qwen3": _DERIVED,
     "phi3": _LLAMA,
-    "smollm3": _LLAMA,
+    "smollm3": Architecture("smollm3", derived_lists=("layer_types", "no_rope_layers")),
     "granite": _LLAMA,
-    "qwen2_moe": _LLAMA,
+    "qwen2_moe": _DERIVED,
     "qwen3_moe": _LLAMA,
     "mixtral": _MIXTRAL,
     "gemma": _LLAMA,
     "gemma2": _GEMMA,
     "gemma3_text": _GEMMA,
     "olmo2": _OLMO2,
-    "olmo3": _OLMO2,
+    "olmo3": _OLMO3,
 }
 
 # Model types that hfprune's own skip-map checkpoints carry: "hfprune_<base model type>".

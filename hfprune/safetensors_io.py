@@ -123,6 +123,13 @@ def write_renamed(
     return offset
 
 
+def copy_file(src: str | os.PathLike, dst: str | os.PathLike) -> None:
+    """Copy a whole file with copy_file_range (reflink or in-kernel copy where the filesystem allows)."""
+    size = os.path.getsize(src)
+    with open(src, "rb") as fin, open(dst, "wb") as fout:
+        _copy_range(fin, fout, 0, size)
+
+
 def _coalesce(tensors: list[TensorInfo]) -> list[tuple[int, int]]:
     """Merge adjacent byte ranges so long runs of kept tensors copy in one call."""
     ranges: list[tuple[int, int]] = []

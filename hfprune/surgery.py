@@ -16,10 +16,10 @@ from pathlib import Path
 from . import __version__
 from .architectures import Architecture, base_model_type
 from .checkpoint import INDEX_NAME, SINGLE_NAME, Checkpoint
-from .config_edit import MODELING_FILE, PER_LAYER_LISTS, edit_config
+from .config_edit import MODELING_FILE, edit_config
 from .errors import CheckpointError, OutputExistsError
 from .plan import Plan
-from .safetensors_io import write_renamed
+from .safetensors_io import copy_file, write_renamed
 
 # Files besides weights that a pruned checkpoint carries over unchanged.
 AUX_PATTERNS = ("generation_config.json", "tokenizer*", "special_tokens_map.json", "added_tokens.json",
@@ -160,7 +160,7 @@ def _write_weights(ckpt: Checkpoint, renames: dict[str, str | None], staging: Pa
         name = f"model-{k:05d}-of-{len(jobs):05d}.safetensors" if ckpt.sharded else SINGLE_NAME
         dst = staging / name
         if job.verbatim:
-            shutil.copyfile(src.path, dst)
+            copy_file(src.path, dst)
         else:
             write_renamed(src, dst, job.renames)
         for old, new in job.renames.items():
@@ -207,7 +207,7 @@ def copy_aux_files(source: Path, dest: Path) -> list[str]:
 def derived_layer_lists(ckpt: Checkpoint) -> dict[str, list]:
     """Per-layer lists that transformers derives from other fields (e.g. layer_types from a sliding pattern)."""
     dec = ckpt.decoder_config
-    missing = [k for k in PER_LAYER_LISTS if k not in dec]
+    missing = [k for k in ckpt.arch.derived_lists if k not in dec]
     if not missing:
         return {}
     from transformers import CONFIG_MAPPING
