@@ -26,6 +26,8 @@ class Architecture:
     disk_aliases: dict[str, str] = field(default_factory=dict)
     # Key of the nested decoder config, for multimodal wrappers; None when the decoder config is the top level.
     text_config_key: str | None = None
+    # The module whose input is the residual stream between the attention and FFN sub-blocks.
+    mlp_entry: str = "post_attention_layernorm"
     # Per-layer lists that transformers' config class computes when config.json omits them. Surgery asks
     # transformers for them (and only then imports it) so that they can be written out before slicing.
     derived_lists: tuple[str, ...] = ()
@@ -48,13 +50,15 @@ _GEMMA = Architecture(
     derived_lists=("layer_types",),
     attention=("self_attn", "input_layernorm", "post_attention_layernorm"),
     mlp=("mlp", "pre_feedforward_layernorm", "post_feedforward_layernorm"),
+    mlp_entry="pre_feedforward_layernorm",
 )
 _OLMO2 = Architecture(
-    "olmo2", attention=("self_attn", "post_attention_layernorm"), mlp=("mlp", "post_feedforward_layernorm")
+    "olmo2", attention=("self_attn", "post_attention_layernorm"), mlp=("mlp", "post_feedforward_layernorm"),
+    mlp_entry="mlp",
 )
 _OLMO3 = Architecture(
     "olmo3", attention=("self_attn", "post_attention_layernorm"), mlp=("mlp", "post_feedforward_layernorm"),
-    derived_lists=("layer_types",),
+    mlp_entry="mlp", derived_lists=("layer_types",),
 )
 _MIXTRAL = Architecture("mixtral", disk_aliases={"block_sparse_moe": "mlp"})
 

@@ -45,6 +45,35 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--no-progress", action="store_true", help="no progress bar")
     p.set_defaults(func=_cmd_prune)
 
+    p = sub.add_parser("score", help="score layers (or sub-blocks) and write the plan of what to remove",
+                       description="Score SOURCE's layers with a metric from the seed papers and write plan.json "
+                                   "(for `hfprune prune --plan`) and scores.json.")
+    p.add_argument("source", metavar="SOURCE")
+    p.add_argument("--metric", required=True, metavar="M",
+                   help="reverse-order, random, magnitude-l1, magnitude-l2, taylor, ppl, block-influence, angular, "
+                        "finercut")
+    p.add_argument("--remove", type=int, required=True, metavar="N",
+                   help="layers to remove (angular: the block size; finercut: attention/FFN sub-blocks)")
+    p.add_argument("-o", "--output", metavar="PLAN", default="plan.json", help="plan file (default: %(default)s)")
+    p.add_argument("--scores", metavar="FILE", default="scores.json", help="scores file (default: %(default)s)")
+    p.add_argument("--data", help="calibration text: a .txt/.json/.jsonl file or a Hub dataset id[:config] "
+                                  "(ppl defaults to WikiText-2)")
+    p.add_argument("--samples", type=int, default=10, help="calibration windows (default: %(default)s)")
+    p.add_argument("--seq-len", type=int, default=128, help="tokens per window (default: %(default)s)")
+    p.add_argument("--seed", type=int, default=0)
+    p.add_argument("--batch-size", type=int, default=10)
+    p.add_argument("--iterative-step", type=int, metavar="K",
+                   help="remove K layers at a time and rescore in between (layer metrics)")
+    p.add_argument("--distance", default="js", choices=["js", "angular", "euclidean"],
+                   help="finercut's output distance (default: %(default)s)")
+    p.add_argument("--dtype", default="float32", help="float32, bfloat16, float16 or auto (default: %(default)s)")
+    p.add_argument("--device-map", help="e.g. auto: spread/offload a model larger than memory with accelerate")
+    p.add_argument("--trust-remote-code", action="store_true", help="allow the source's own modeling code")
+    p.add_argument("--cache-dir", default=None, help="score cache (default: ~/.cache/hfprune/scores)")
+    p.add_argument("--token", help="Hub token; never printed or stored")
+    p.add_argument("--no-progress", action="store_true")
+    p.set_defaults(func=_cmd_score)
+
     p = sub.add_parser("demo", help="build a tiny model offline and prune it (no network)",
                        description="Build a tiny random Llama-style model and a tokenizer trained on the fly, "
                                    "prune it, and check that the result reloads and computes the bypassed network.")
@@ -64,6 +93,20 @@ def _cmd_prune(args) -> int:
     if args.dry_run:
         print("dry run: nothing written")
     print("\n".join(result.describe()))
+    return 0
+
+
+def _cmd_score(args) -> int:
+    from .scoring import DEFAULT_CACHE, ScoreOptions, score
+
+    options = ScoreOptions(metric=args.metric, remove=args.remove, data=args.data, samples=args.samples,
+                           seq_len=args.seq_len, seed=args.seed, batch_size=args.batch_size,
+                           iterative_step=args.iterative_step, distance=args.distance, dtype=args.dtype,
+                           device_map=args.device_map, trust_remote_code=args.trust_remote_code)
+    result = score(args.source, options, plan_path=args.output, scores_path=args.scores,
+                   cache_dir=args.cache_dir or DEFAULT_CACHE, progress=not args.no_progress, token=args.token)
+    print(f"{args.metric}: {result.plan.summary()}" + (" (cached)" if result.cached else ""))
+    print(f"wrote {args.output} and {args.scores}; apply with: hfprune prune SOURCE --plan {args.output} -o OUT")
     return 0
 
 

@@ -1,0 +1,116 @@
+"""Calibration data: text from a local file or a Hub dataset, cut into seeded fixed-length token windows."""
+
+from __future__ import annotations
+
+import hashlib
+import random
+from dataclasses import dataclass
+from pathlib import Path
+
+from .errors import HfpruneError
+
+WIKITEXT2 = "wikitext:wikitext-2-raw-v1"
+TEXT_COLUMNS = ("text", "content", "document")
+
+
+class DataError(HfpruneError):
+    """Calibration or training data is missing, empty, too short or malformed."""
+
+
+@dataclass(frozen=True)
+class Calibration:
+    """Token windows [samples, seq_len] plus everything needed to reproduce and audit them."""
+
+    input_ids: "object"  # torch.LongTensor
+    source: str
+    sha256: str
+    samples: int
+    seq_len: int
+    seed: int
+
+    def describe(self) -> dict:
+        return {"source": self.source, "sha256": self.sha256, "samples": self.samples, "seq_len": self.seq_len,
+                "seed": self.seed}
+
+
+def load_texts(data: str, split: str | None = None) -> tuple[list[str], str]:
+    """Texts from a .txt/.json/.jsonl file or a Hub dataset id ('name' or 'name:config'); also a content hash."""
+    path = Path(data).expanduser()
+    if path.exists():
+        if path.is_dir():
+            raise DataError(f"--data {data} is a folder; give a .txt, .json or .jsonl file or a Hub dataset id")
+        if not path.read_bytes().strip():
+            raise DataError(f"data file {data} is empty")
+        if path.suffix in (".json", ".jsonl"):
+            ds = _load_dataset("json", data_files=str(path), split="train")
+        else:
+            ds = _load_dataset("text", data_files=str(path), split="train")
+    else:
+        name, _, config = data.partition(":")
+        ds = _load_dataset(name, config or None, split=split or "test" if name == "wikitext" else split or "train")
+    texts = rows_to_texts(ds, data)
+    digest = hashlib.sha256("\n\n".join(texts).encode()).hexdigest()
+    return texts, digest
+
+
+def rows_to_texts(ds, what: str) -> list[str]:
+    """One text per row: a text column, or instruction-style rows flattened."""
+    columns = set(ds.column_names)
+    col = next((c for c in TEXT_COLUMNS if c in columns), None)
+    if col is not None:
+        return [t for t in ds[col] if isinstance(t, str) and t.strip()]
+    if "instruction" in columns:
+        out = []
+        for row in ds:
+            parts = [row.get("instruction"), row.get("input") or row.get("context"),
+                     row.get("output") or row.get("response")]
+            out.append("\n".join(p for p in parts if p))
+        return [t for t in out if t.strip()]
+    raise DataError(f"{what} has no text column (looked for {', '.join(TEXT_COLUMNS)} or instruction/input/output); "
+                    f"its columns are {sorted(columns)}")
+
+
+def _load_dataset(*args, **kwargs):
+    import datasets
+    from datasets.exceptions import DatasetGenerationError, DatasetNotFoundError
+
+    datasets.disable_progress_bars()
+    try:
+        return datasets.load_dataset(*args, **kwargs)
+    except DatasetGenerationError as e:
+        cause = e.__cause__ or e.__context__
+        raise DataError(f"cannot read data {args[0]!r}: {str(cause or e).splitlines()[0]}") from None
+    except DatasetNotFoundError:
+        raise DataError(f"dataset {args[0]!r} was not found (offline? give a local .txt/.json/.jsonl file)") from None
+    except ConnectionError:
+        raise DataError(f"cannot reach the Hub to load {args[0]!r}; give a local .txt/.json/.jsonl file") from None
+    except (ValueError, FileNotFoundError) as e:
+        raise DataError(f"cannot load data {args[0]!r}: {str(e).splitlines()[0]}") from None
+
+
+def calibration_windows(texts: list[str], tokenizer, *, samples: int, seq_len: int, seed: int, source: str,
+                        sha256: str) -> Calibration:
+    """`samples` windows of `seq_len` tokens at seeded random offsets of the concatenated, tokenized texts."""
+    import torch
+
+    if samples < 1 or seq_len < 2:
+        raise DataError(f"--samples {samples} --seq-len {seq_len}: need at least 1 sample of 2 tokens")
+    if not texts:
+        raise DataError(f"calibration data {source} is empty")
+    ids = tokenizer("\n\n".join(texts), add_special_tokens=False, return_attention_mask=False)["input_ids"]
+    if len(ids) < seq_len:
+        raise DataError(
+            f"calibration data {source} has {len(ids)} tokens, fewer than one window of --seq-len {seq_len}; "
+            "give more text or a smaller --seq-len"
+        )
+    rng = random.Random(seed)
+    starts = [rng.randrange(0, len(ids) - seq_len + 1) for _ in range(samples)]
+    windows = torch.tensor([ids[s:s + seq_len] for s in starts], dtype=torch.long)
+    return Calibration(windows, source, sha256, samples, seq_len, seed)
+
+
+def load_calibration(data: str, tokenizer, *, samples: int = 10, seq_len: int = 128, seed: int = 0) -> Calibration:
+    """Load `data` and cut it into calibration windows."""
+    texts, digest = load_texts(data)
+    return calibration_windows(texts, tokenizer, samples=samples, seq_len=seq_len, seed=seed, source=data,
+                               sha256=digest)

@@ -1,0 +1,97 @@
+"""Running a loaded causal LM with blocks bypassed, capturing and replaying the residual stream.
+
+Bypassing patches instance `forward`s for the duration of a context: a removed layer returns its input, a removed
+attention or FFN sub-block returns zeros (its residual branch adds nothing, and post-norms of zero are zero).
+Replaying from layer j makes every earlier layer return a cached hidden state without computing, so the model's
+own forward (masks, position embeddings, final norm, logit soft-capping) runs unchanged from layer j onward.
+"""
+
+from __future__ import annotations
+
+import contextlib
+
+from .architectures import Architecture
+
+
+def _hidden(args, kwargs):
+    return args[0] if args else kwargs["hidden_states"]
+
+
+def _zero_attention(*args, **kwargs):
+    import torch
+
+    return torch.zeros_like(_hidden(args, kwargs)), None
+
+
+def _zero_mlp(*args, **kwargs):
+    import torch
+
+    return torch.zeros_like(_hidden(args, kwargs))
+
+
+def _identity_layer(*args, **kwargs):
+    return _hidden(args, kwargs)
+
+
+class LayerStack:
+    """A loaded causal LM seen as a stack of decoder layers with attention and FFN sub-blocks."""
+
+    def __init__(self, model, arch: Architecture):
+        self.model = model
+        self.arch = arch
+        self.layers = model.get_decoder().layers
+
+    def __len__(self) -> int:
+        return len(self.layers)
+
+    @contextlib.contextmanager
+    def bypassed(self, drop=(), skip_attention=(), skip_mlp=(), replay_from: int | None = None, hidden_in=None):
+        """Run with layers `drop` removed and sub-blocks skipped; with `replay_from=j`, layers < j return `hidden_in`."""
+        patched = []
+
+        def patch(module, fn):
+            module.forward = fn
+            patched.append(module)
+
+        try:
+            for i in drop:
+                patch(self.layers[i], _identity_layer)
+            for i in skip_attention:
+                patch(self.layers[i].self_attn, _zero_attention)
+            for i in skip_mlp:
+                patch(self.layers[i].mlp, _zero_mlp)
+            if replay_from is not None:
+                for i in range(replay_from):
+                    patch(self.layers[i], lambda *a, **k: hidden_in)
+            yield self
+        finally:
+            for module in patched:
+                module.__dict__.pop("forward", None)
+
+    def logits(self, input_ids, attention_mask=None, **bypass):
+        """Next-token logits with the given bypasses (see `bypassed`)."""
+        with self.bypassed(**bypass):
+            return self.model(input_ids=input_ids, attention_mask=attention_mask, use_cache=False).logits
+
+    def capture(self, input_ids, attention_mask=None, mid: bool = False, **bypass):
+        """(logits, states, mids): states[i] is layer i's input and states[L] the last layer's output (before the
+        final norm); mids[i] is the residual between layer i's attention and FFN (only with mid=True)."""
+        states: dict[int, object] = {}
+        mids: dict[int, object] = {}
+        handles = []
+        n = len(self.layers)
+        for i, layer in enumerate(self.layers):
+            handles.append(layer.register_forward_pre_hook(
+                lambda m, a, k, i=i: states.__setitem__(i, _hidden(a, k)), with_kwargs=True))
+            if mid:
+                entry = getattr(layer, self.arch.mlp_entry)
+                handles.append(entry.register_forward_pre_hook(
+                    lambda m, a, k, i=i: mids.__setitem__(i, _hidden(a, k)), with_kwargs=True))
+        handles.append(self.layers[n - 1].register_forward_hook(
+            lambda m, a, k, out: states.__setitem__(n, out[0] if isinstance(out, tuple) else out), with_kwargs=True))
+        try:
+            logits = self.logits(input_ids, attention_mask, **bypass)
+        finally:
+            for h in handles:
+                h.remove()
+        return logits, [states[i] for i in range(n + 1)], [mids.get(i) for i in range(n)]

@@ -1,0 +1,186 @@
+"""`hfprune score`: load what a metric needs, score, choose what to remove, write scores.json and plan.json.
+
+Results are cached in a work dir under a key of every input (source identity, metric, data hash, sizes, seed),
+so rerunning with the same inputs is instant.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+from dataclasses import dataclass
+from pathlib import Path
+
+from . import __version__
+from .checkpoint import Checkpoint
+from .data import WIKITEXT2, Calibration, DataError, load_calibration
+from .errors import PlanError
+from .hub import Source, resolve_source
+from .metrics import DISTANCES, ScoreInputs, angular_distances, finercut, get_metric, lowest
+from .plan import Plan
+
+SCORES_FORMAT = "hfprune-scores"
+DEFAULT_CACHE = Path.home() / ".cache" / "hfprune" / "scores"
+
+
+@dataclass
+class ScoreOptions:
+    """Everything that determines a score run (and its cache key)."""
+
+    metric: str
+    remove: int
+    data: str | None = None
+    samples: int = 10
+    seq_len: int = 128
+    seed: int = 0
+    batch_size: int = 10
+    iterative_step: int | None = None
+    distance: str = "js"
+    dtype: str = "float32"
+    device_map: str | None = None
+    trust_remote_code: bool = False
+
+
+@dataclass
+class ScoreResult:
+    plan: Plan
+    scores: dict
+    cached: bool
+
+
+def score(source: str | Path, options: ScoreOptions, *, plan_path: str | Path | None = None,
+          scores_path: str | Path | None = None, cache_dir: str | Path | None = DEFAULT_CACHE,
+          progress: bool = False, token: str | None = None, naive: bool = False) -> ScoreResult:
+    """Score `source` with `options.metric`, pick `options.remove` layers (or sub-blocks), write the outputs."""
+    metric = get_metric(options.metric)
+    if options.distance not in DISTANCES:
+        raise PlanError(f"unknown distance {options.distance!r}; choose one of {', '.join(DISTANCES)}")
+    data = options.data
+    if metric.needs_data and data is None:
+        if options.metric != "ppl":
+            raise DataError(f"metric {options.metric} needs calibration data: give --data FILE (.txt/.json/.jsonl) "
+                            f"or a Hub dataset id such as {WIKITEXT2}")
+        data = WIKITEXT2
+    if options.iterative_step is not None and (options.iterative_step < 1 or metric.kind != "layer"):
+        raise PlanError("--iterative-step needs a positive step and a layer metric (not angular or finercut)")
+    for path in (plan_path, scores_path):
+        if path is not None and Path(path).is_dir():
+            raise PlanError(f"{path} is a folder; give a file name for the output")
+
+    src = resolve_source(str(source), token=token)
+    ckpt = Checkpoint.open(src.path)
+    _check_remove(options, ckpt.num_layers, metric.kind)
+    key = _cache_key(src, ckpt, options, data, naive)
+    cache_file = Path(cache_dir) / f"{key}.json" if cache_dir else None
+    if cache_file is not None and cache_file.is_file():
+        record = json.loads(cache_file.read_text())
+        hit = True
+    else:
+        record = _run(src, ckpt, options, data, progress, naive)
+        hit = False
+        if cache_file is not None:
+            cache_file.parent.mkdir(parents=True, exist_ok=True)
+            _atomic_write(cache_file, record)
+    plan = Plan.from_dict(record["plan"])
+    if scores_path is not None:
+        _atomic_write(Path(scores_path), record)
+    if plan_path is not None:
+        _atomic_write(Path(plan_path), plan.to_dict())
+    return ScoreResult(plan, record, hit)
+
+
+def _check_remove(options: ScoreOptions, num_layers: int, kind: str) -> None:
+    limit = 2 * num_layers if kind == "sub-block" else num_layers
+    unit = "sub-blocks" if kind == "sub-block" else "layers"
+    if options.remove < 1 or options.remove >= limit:
+        raise PlanError(f"--remove {options.remove}: this model has {limit} {unit}; remove between 1 and {limit - 1}")
+
+
+def _run(src: Source, ckpt: Checkpoint, options: ScoreOptions, data: str | None, progress: bool, naive: bool) -> dict:
+    metric = get_metric(options.metric)
+    n = ckpt.num_layers
+    calib: Calibration | None = None
+    inputs = ScoreInputs(num_layers=n, checkpoint=ckpt, seed=options.seed, cached=not naive, progress=progress)
+    if metric.needs_model:
+        model, tokenizer = _load_model(src.path, options)
+        from .architectures import architecture_for
+        from .forward import LayerStack
+
+        calib = load_calibration(data, tokenizer, samples=options.samples, seq_len=options.seq_len,
+                                 seed=options.seed)
+        device = next(model.parameters()).device
+        ids = calib.input_ids.to(device)
+        inputs.stack = LayerStack(model, architecture_for(ckpt.config))
+        inputs.batches = list(ids.split(options.batch_size))
+    record: dict = {"format": SCORES_FORMAT, "version": 1, "hfprune_version": __version__,
+                    "metric": options.metric, "source": {k: v for k, v in src.to_dict().items() if k != "path"},
+                    "num_layers": n, "remove": options.remove,
+                    "data": calib.describe() if calib else None,
+                    "mode": "iterative" if options.iterative_step else "one-shot"}
+    if metric.kind == "layer":
+        step = options.iterative_step or options.remove
+        removed: list[int] = []
+        rounds = []
+        while len(removed) < options.remove:
+            inputs.removed = tuple(removed)
+            scores = metric.score(inputs)
+            chosen = lowest(scores, min(step, options.remove - len(removed)))
+            rounds.append({"scores": scores, "removed": chosen})
+            removed += chosen
+        record["rounds"] = rounds
+        record["scores"] = rounds[0]["scores"]
+        if options.iterative_step:
+            record["iterative_step"] = options.iterative_step
+        plan = Plan.build(n, drop_layers=sorted(removed), metric=options.metric)
+    elif metric.kind == "block":
+        distances = angular_distances(inputs, options.remove)
+        start = min((d, i) for i, d in enumerate(distances) if d is not None)[1]
+        record["scores"] = distances
+        record["block_start"] = start
+        plan = Plan.build(n, drop_layers=list(range(start, start + options.remove)), metric=options.metric)
+    else:
+        steps = finercut(inputs, options.remove, options.distance)
+        record["distance"] = options.distance
+        record["steps"] = steps
+        attn = [s["removed"]["layer"] for s in steps if s["removed"]["block"] == "attention"]
+        mlp = [s["removed"]["layer"] for s in steps if s["removed"]["block"] == "mlp"]
+        plan = Plan.build(n, skip_attention=attn, skip_mlp=mlp, metric=options.metric)
+    record["plan"] = plan.to_dict()
+    return record
+
+
+def _load_model(path: Path, options: ScoreOptions):
+    import torch
+    from transformers import AutoModelForCausalLM, AutoTokenizer
+
+    dtype = "auto" if options.dtype == "auto" else getattr(torch, options.dtype)
+    kwargs = {"dtype": dtype, "trust_remote_code": options.trust_remote_code}
+    if options.device_map:
+        kwargs["device_map"] = options.device_map
+    model = AutoModelForCausalLM.from_pretrained(path, **kwargs).eval()
+    try:
+        tokenizer = AutoTokenizer.from_pretrained(path, trust_remote_code=options.trust_remote_code)
+    except (OSError, ValueError):
+        raise DataError(f"{path} has no tokenizer; data-driven metrics need the checkpoint's tokenizer") from None
+    return model, tokenizer
+
+
+def _cache_key(src: Source, ckpt: Checkpoint, options: ScoreOptions, data: str | None, naive: bool) -> str:
+    identity = {"sha": src.sha} if src.sha else {
+        "config": hashlib.sha256((src.path / "config.json").read_bytes()).hexdigest(),
+        "weights": [(f.path.name, f.path.stat().st_size, f.path.stat().st_mtime_ns) for f in ckpt.files],
+    }
+    data_id = None
+    if data is not None:
+        p = Path(data).expanduser()
+        data_id = hashlib.sha256(p.read_bytes()).hexdigest() if p.is_file() else data
+    blob = json.dumps({"v": __version__, "source": identity, "options": options.__dict__, "data": data_id,
+                       "naive": naive}, sort_keys=True, default=str)
+    return hashlib.sha256(blob.encode()).hexdigest()[:24]
+
+
+def _atomic_write(path: Path, obj: dict) -> None:
+    path.parent.mkdir(parents=True, exist_ok=True)
+    tmp = path.with_name(f".{path.name}.tmp")
+    tmp.write_text(json.dumps(obj, indent=2) + "\n")
+    tmp.replace(path)
