@@ -74,6 +74,42 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--no-progress", action="store_true")
     p.set_defaults(func=_cmd_score)
 
+    p = sub.add_parser("recover", help="heal a pruned checkpoint: partial-layer fine-tuning, LoRA or QLoRA",
+                       description="Fine-tune MODEL on instruction data and write the healed checkpoint to OUT "
+                                   "(LoRA is merged, so OUT loads without peft). Defaults follow the seed paper.")
+    p.add_argument("model", metavar="MODEL", help="a local checkpoint folder (e.g. the output of hfprune prune)")
+    p.add_argument("-o", "--output", metavar="OUT", required=True)
+    p.add_argument("--method", default="partial", help="partial (default), lora or qlora (CUDA + bitsandbytes)")
+    p.add_argument("--dataset", default="alpaca",
+                   help="alpaca (yahma/alpaca-cleaned), dolly (databricks/databricks-dolly-15k), a Hub id, or a "
+                        "local .json/.jsonl in either shape")
+    p.add_argument("--last-k", type=int, default=3, help="partial: train the last K layers (default: %(default)s)")
+    p.add_argument("--train-layers", metavar="LIST", help="partial: train exactly these layers instead, e.g. 20-23")
+    p.add_argument("--tied-embeddings", default="untie", choices=["untie", "freeze"],
+                   help="tied lm_head: untie it and train a copy (default) or keep it frozen")
+    p.add_argument("--lora-r", type=int, default=8)
+    p.add_argument("--lora-alpha", type=int, default=16)
+    p.add_argument("--lora-dropout", type=float, default=0.05)
+    p.add_argument("--lora-targets", default=",".join(("q_proj", "k_proj", "v_proj", "o_proj", "gate_proj",
+                                                       "up_proj", "down_proj")))
+    p.add_argument("--lr", type=float, default=1e-5)
+    p.add_argument("--epochs", type=float, default=2.0)
+    p.add_argument("--batch-size", type=int, default=64, help="effective batch (default: %(default)s)")
+    p.add_argument("--micro-batch-size", type=int, default=4, help="per step; the rest is gradient accumulation")
+    p.add_argument("--warmup-steps", type=int, default=100)
+    p.add_argument("--max-length", type=int, help="default 256 for Alpaca, 1024 for Dolly")
+    p.add_argument("--max-steps", type=int, default=-1)
+    p.add_argument("--max-samples", type=int, help="use only the first N examples")
+    p.add_argument("--prompt", default="alpaca", choices=["alpaca", "chat"],
+                   help="the Alpaca prompt (default) or the model's chat template")
+    p.add_argument("--seed", type=int, default=0)
+    p.add_argument("--save-steps", type=int, default=200, help="checkpoint every N optimizer steps")
+    p.add_argument("--resume", action="store_true", help="continue from the last checkpoint of an interrupted run")
+    p.add_argument("--overwrite", action="store_true")
+    p.add_argument("--trust-remote-code", action="store_true")
+    p.add_argument("--no-progress", action="store_true")
+    p.set_defaults(func=_cmd_recover)
+
     p = sub.add_parser("demo", help="build a tiny model offline and prune it (no network)",
                        description="Build a tiny random Llama-style model and a tokenizer trained on the fly, "
                                    "prune it, and check that the result reloads and computes the bypassed network.")
@@ -107,6 +143,32 @@ def _cmd_score(args) -> int:
                    cache_dir=args.cache_dir or DEFAULT_CACHE, progress=not args.no_progress, token=args.token)
     print(f"{args.metric}: {result.plan.summary()}" + (" (cached)" if result.cached else ""))
     print(f"wrote {args.output} and {args.scores}; apply with: hfprune prune SOURCE --plan {args.output} -o OUT")
+    return 0
+
+
+def _cmd_recover(args) -> int:
+    from .plan import parse_layer_list
+    from .recover import RecoverOptions, recover
+
+    options = RecoverOptions(
+        method=args.method, dataset=args.dataset, last_k=args.last_k,
+        train_layers=parse_layer_list(args.train_layers, "--train-layers") if args.train_layers else None,
+        tied_embeddings=args.tied_embeddings, lora_r=args.lora_r, lora_alpha=args.lora_alpha,
+        lora_dropout=args.lora_dropout, lora_targets=[t for t in args.lora_targets.split(",") if t], lr=args.lr,
+        epochs=args.epochs, batch_size=args.batch_size, micro_batch_size=args.micro_batch_size,
+        warmup_steps=args.warmup_steps, max_length=args.max_length, max_steps=args.max_steps,
+        max_samples=args.max_samples, prompt=args.prompt, seed=args.seed, save_steps=args.save_steps,
+        trust_remote_code=args.trust_remote_code)
+    result = recover(args.model, args.output, options, overwrite=args.overwrite, resume=args.resume,
+                     progress=not args.no_progress)
+    pct = 100.0 * result.trainable_params / result.total_params
+    print(f"trained {result.trainable_params:,} of {result.total_params:,} parameters ({pct:.1f}%)"
+          + (f"; layers {result.train_layers}" if result.train_layers else ""))
+    if result.tied_embeddings:
+        print(f"tied embeddings: {result.tied_embeddings}")
+    if result.losses:
+        print(f"loss {result.losses[0]:.4f} -> {result.losses[-1]:.4f}; {result.tokens_per_s:.0f} tokens/s")
+    print(f"written: {result.output}")
     return 0
 
 

@@ -129,7 +129,7 @@ def prune_checkpoint(
             write_modeling_file(staging, config, ckpt.arch)
         record = {"hfprune_version": __version__, "plan": plan.to_dict(), **(provenance or {})}
         (staging / PROVENANCE_FILE).write_text(json.dumps(record, indent=2) + "\n")
-        _publish(staging, output, overwrite)
+        publish_folder(staging, output, overwrite)
     except BaseException:
         shutil.rmtree(staging, ignore_errors=True)
         raise
@@ -181,7 +181,7 @@ def _progress(total: int, enabled: bool):
     return tqdm(total=total, unit="B", unit_scale=True, unit_divisor=1024, desc="pruning", disable=not enabled)
 
 
-def _publish(staging: Path, output: Path, overwrite: bool) -> None:
+def publish_folder(staging: Path, output: Path, overwrite: bool) -> None:
     if output.exists():
         if not overwrite:
             raise OutputExistsError(f"{output} appeared while pruning; pass --overwrite to replace it")

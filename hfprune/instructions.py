@@ -1,0 +1,96 @@
+"""Instruction data for recovery: Alpaca-cleaned and Dolly-15k (or local files in either shape), prompts, and
+response-only labels (prompt tokens carry -100)."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from pathlib import Path
+
+from .data import DataError, _load_dataset
+
+DATASETS = {
+    "alpaca": ("yahma/alpaca-cleaned", 256),
+    "dolly": ("databricks/databricks-dolly-15k", 1024),
+}
+SHAPES = {
+    "alpaca": ("instruction", "input", "output"),
+    "dolly": ("instruction", "context", "response"),
+}
+IGNORE_INDEX = -100
+
+ALPACA_WITH_INPUT = (
+    "Below is an instruction that describes a task, paired with an input that provides further context. "
+    "Write a response that appropriately completes the request.\n\n"
+    "### Instruction:\n{instruction}\n\n### Input:\n{input}\n\n### Response:\n"
+)
+ALPACA_NO_INPUT = (
+    "Below is an instruction that describes a task. Write a response that appropriately completes the request.\n\n"
+    "### Instruction:\n{instruction}\n\n### Response:\n"
+)
+
+
+@dataclass(frozen=True)
+class Example:
+    instruction: str
+    input: str
+    output: str
+
+
+def resolve_dataset(name: str) -> tuple[str, int]:
+    """(dataset id or path, default max length) for 'alpaca', 'dolly', a Hub id or a local file."""
+    if name in DATASETS:
+        return DATASETS[name]
+    return name, 1024 if "dolly" in name.lower() else 256
+
+
+def load_examples(dataset: str) -> list[Example]:
+    """Rows of an Alpaca- or Dolly-shaped dataset as Examples; missing columns are named in the error."""
+    source, _ = resolve_dataset(dataset)
+    path = Path(source).expanduser()
+    if path.exists():
+        if path.suffix not in (".json", ".jsonl"):
+            raise DataError(f"{source}: instruction data must be a .json or .jsonl file (Alpaca or Dolly columns)")
+        if not path.read_bytes().strip():
+            raise DataError(f"dataset {source} is empty")
+        ds = _load_dataset("json", data_files=str(path), split="train")
+    else:
+        ds = _load_dataset(source, split="train")
+    columns = set(ds.column_names)
+    for shape, (ins, ctx, out) in SHAPES.items():
+        if {ins, out} <= columns:
+            rows = [Example(str(r[ins] or ""), str(r.get(ctx) or ""), str(r[out] or "")) for r in ds]
+            rows = [r for r in rows if r.instruction.strip() and r.output.strip()]
+            if not rows:
+                raise DataError(f"dataset {source} has no usable rows (every instruction or response is empty)")
+            return rows
+    raise DataError(
+        f"dataset {source} needs columns instruction + output (Alpaca, optional input) or instruction + response "
+        f"(Dolly, optional context); it has {sorted(columns)}"
+    )
+
+
+def alpaca_prompt(ex: Example) -> str:
+    """The standard Alpaca prompt, with or without the input section."""
+    if ex.input.strip():
+        return ALPACA_WITH_INPUT.format(instruction=ex.instruction, input=ex.input)
+    return ALPACA_NO_INPUT.format(instruction=ex.instruction)
+
+
+def chat_prompt(ex: Example, tokenizer) -> str:
+    """The model's own chat template, ending with the assistant turn's opening."""
+    user = ex.instruction if not ex.input.strip() else f"{ex.instruction}\n\n{ex.input}"
+    return tokenizer.apply_chat_template([{"role": "user", "content": user}], tokenize=False,
+                                         add_generation_prompt=True)
+
+
+def tokenize_example(ex: Example, tokenizer, max_length: int, prompt_style: str = "alpaca") -> dict:
+    """input_ids and labels; labels are -100 on the prompt so the loss covers the response (and EOS) only."""
+    prompt = alpaca_prompt(ex) if prompt_style == "alpaca" else chat_prompt(ex, tokenizer)
+    add_bos = prompt_style == "alpaca"
+    prompt_ids = tokenizer(prompt, add_special_tokens=add_bos)["input_ids"]
+    response_ids = tokenizer(ex.output, add_special_tokens=False)["input_ids"]
+    if tokenizer.eos_token_id is not None:
+        response_ids = response_ids + [tokenizer.eos_token_id]
+    ids = (prompt_ids + response_ids)[:max_length]
+    labels = ([IGNORE_INDEX] * len(prompt_ids) + response_ids)[:max_length]
+    return {"input_ids": ids, "labels": labels}

@@ -1,0 +1,371 @@
+"""`hfprune recover`: heal a pruned checkpoint with partial-layer fine-tuning, LoRA or QLoRA.
+
+Partial (the seed paper's winner) trains lm_head, the final norm and the last k layers; everything before them is
+frozen, so it runs without autograd and has no gradients or optimizer state. LoRA/QLoRA adapters are merged before
+saving, so the output loads without peft. The output has the same on-disk form as surgery: safetensors shards,
+the source config.json changed only where training changed the model, tokenizer and licence files copied.
+"""
+
+from __future__ import annotations
+
+import json
+import shutil
+import tempfile
+import time
+from dataclasses import asdict, dataclass, field
+from pathlib import Path
+
+from . import __version__
+from .checkpoint import read_config
+from .data import DataError
+from .errors import HfpruneError, PlanError
+from .instructions import IGNORE_INDEX, load_examples, resolve_dataset, tokenize_example
+from .surgery import PROVENANCE_FILE, check_output, copy_aux_files
+
+METHODS = ("partial", "lora", "qlora")
+DEFAULT_LORA_TARGETS = ("q_proj", "k_proj", "v_proj", "o_proj", "gate_proj", "up_proj", "down_proj")
+
+
+class RecoveryError(HfpruneError):
+    """Recovery cannot run as asked (no CUDA for QLoRA, bad layer list, nothing to resume)."""
+
+
+@dataclass
+class RecoverOptions:
+    """Training recipe. Defaults are the seed paper's: AdamW, lr 1e-5, batch 64, 2 epochs, 100 warm-up steps."""
+
+    method: str = "partial"
+    dataset: str = "alpaca"
+    last_k: int = 3
+    train_layers: list[int] | None = None
+    tied_embeddings: str = "untie"  # untie: train a separate lm_head; freeze: keep lm_head (= embeddings) frozen
+    lora_r: int = 8
+    lora_alpha: int = 16
+    lora_dropout: float = 0.05
+    lora_targets: list[str] = field(default_factory=lambda: list(DEFAULT_LORA_TARGETS))
+    lr: float = 1e-5
+    epochs: float = 2.0
+    batch_size: int = 64
+    micro_batch_size: int = 4
+    warmup_steps: int = 100
+    max_length: int | None = None
+    max_steps: int = -1
+    max_samples: int | None = None
+    prompt: str = "alpaca"
+    seed: int = 0
+    save_steps: int = 200
+    trust_remote_code: bool = False
+
+
+@dataclass
+class RecoverResult:
+    output: Path
+    trainable_params: int
+    total_params: int
+    losses: list[float]
+    tokens_per_s: float
+    tied_embeddings: str | None
+    train_layers: list[int] | None
+    resumed_from: str | None
+
+
+def checkpoints_dir(output: Path) -> Path:
+    return output.parent / f"{output.name}.checkpoints"
+
+
+def recover(model_path: str | Path, output: str | Path, options: RecoverOptions, *, overwrite: bool = False,
+            resume: bool = False, progress: bool = False, _stop_after_steps: int | None = None) -> RecoverResult:
+    """Fine-tune the checkpoint at `model_path` and write the healed checkpoint to `output`."""
+    model_path, output = Path(model_path), Path(output)
+    _validate(options)
+    check_output(output, overwrite)
+    config = read_config(model_path)
+    num_layers = config.get("num_hidden_layers") or config.get("text_config", {}).get("num_hidden_layers")
+    train_layers = _train_layers(options, num_layers) if options.method == "partial" else None
+    ckpt_dir = checkpoints_dir(output)
+    if resume and not _last_checkpoint(ckpt_dir):
+        raise RecoveryError(f"--resume: no checkpoint in {ckpt_dir}; run without --resume to start")
+    if not resume and ckpt_dir.exists():
+        shutil.rmtree(ckpt_dir)
+
+    import torch
+    from transformers import AutoTokenizer
+
+    if options.method == "qlora":
+        _require_qlora()
+    tokenizer = AutoTokenizer.from_pretrained(model_path, trust_remote_code=_trust(model_path, options))
+    if tokenizer.pad_token_id is None:
+        tokenizer.pad_token = tokenizer.eos_token
+    examples = load_examples(options.dataset)
+    if options.max_samples:
+        examples = examples[: options.max_samples]
+    max_length = options.max_length or resolve_dataset(options.dataset)[1]
+    rows = [tokenize_example(ex, tokenizer, max_length, options.prompt) for ex in examples]
+    rows = [r for r in rows if any(label != IGNORE_INDEX for label in r["labels"])]
+    if not rows:
+        raise DataError(f"every example of {options.dataset} has its response cut off by --max-length {max_length}")
+
+    model, tied = _load_for_training(model_path, options, config)
+    total = sum(p.numel() for p in model.parameters())
+    if options.method == "partial":
+        tied = _setup_partial(model, train_layers, options.tied_embeddings, config)
+    else:
+        model = _setup_lora(model, options)
+    trainable = sum(p.numel() for p in model.parameters() if p.requires_grad)
+
+    tracker, resumed_from = _train(model, tokenizer, rows, options, ckpt_dir, resume, progress, _stop_after_steps)
+    model.eval()  # no dropout from here on: merging and saving see the deterministic network
+    if options.method != "partial":
+        model = _merge(model, model_path, options, ckpt_dir)
+    _save(model, model_path, output, config, options, tied, train_layers, overwrite)
+    shutil.rmtree(ckpt_dir, ignore_errors=True)
+    del torch
+    return RecoverResult(output, trainable, total, tracker.losses, tracker.tokens_per_s(), tied, train_layers,
+                         resumed_from)
+
+
+# ---------------------------------------------------------------- validation and setup
+
+def _validate(o: RecoverOptions) -> None:
+    if o.method not in METHODS:
+        raise PlanError(f"unknown recovery method {o.method!r}; choose one of {', '.join(METHODS)}")
+    if o.tied_embeddings not in ("untie", "freeze"):
+        raise PlanError("--tied-embeddings must be untie or freeze")
+    if o.prompt not in ("alpaca", "chat"):
+        raise PlanError("--prompt must be alpaca or chat")
+    for name in ("batch_size", "micro_batch_size", "last_k"):
+        if getattr(o, name) < 1:
+            raise PlanError(f"--{name.replace('_', '-')} must be at least 1")
+    if o.batch_size % o.micro_batch_size:
+        raise PlanError(f"--batch-size {o.batch_size} must be a multiple of --micro-batch-size {o.micro_batch_size}")
+
+
+def _train_layers(o: RecoverOptions, num_layers: int) -> list[int]:
+    if o.train_layers is not None:
+        bad = [i for i in o.train_layers if not 0 <= i < num_layers]
+        if bad:
+            raise PlanError(f"--train-layers: layer {bad[0]} is out of range; the model has layers 0-{num_layers - 1}")
+        return sorted(set(o.train_layers))
+    if o.last_k > num_layers:
+        raise PlanError(f"--last-k {o.last_k} is larger than the model's {num_layers} layers; use at most {num_layers}")
+    return list(range(num_layers - o.last_k, num_layers))
+
+
+def _require_qlora() -> None:
+    import importlib.util
+
+    import torch
+
+    if not torch.cuda.is_available():
+        raise RecoveryError("qlora needs a CUDA GPU (4-bit bitsandbytes kernels); use --method partial or lora here")
+    if importlib.util.find_spec("bitsandbytes") is None:
+        raise RecoveryError("qlora needs bitsandbytes: pip install 'hfprune[qlora]'")
+
+
+def _trust(model_path: Path, o: RecoverOptions) -> bool:
+    """Trust remote code only when asked, or when it is exactly the modeling file hfprune itself ships."""
+    return o.trust_remote_code or is_own_modeling_code(model_path)
+
+
+def is_own_modeling_code(folder: Path) -> bool:
+    """True when `folder` ships hfprune's skip-map modeling file byte for byte (so loading it runs our code)."""
+    from .architectures import architecture_for
+    from .config_edit import MODELING_FILE
+    from .surgery import write_modeling_file
+
+    config = read_config(folder)
+    shipped = folder / MODELING_FILE
+    if "hfprune_base" not in config or not shipped.is_file():
+        return False
+    with tempfile.TemporaryDirectory() as tmp:
+        write_modeling_file(Path(tmp), config, architecture_for(config))
+        return (Path(tmp) / MODELING_FILE).read_bytes() == shipped.read_bytes()
+
+
+def _load_for_training(model_path: Path, o: RecoverOptions, config: dict):
+    import torch
+    from transformers import AutoModelForCausalLM
+
+    kwargs = {"trust_remote_code": _trust(model_path, o)}
+    if o.method == "qlora":
+        from transformers import BitsAndBytesConfig
+
+        kwargs["quantization_config"] = BitsAndBytesConfig(load_in_4bit=True, bnb_4bit_quant_type="nf4",
+                                                           bnb_4bit_compute_dtype=torch.bfloat16)
+        kwargs["device_map"] = {"": 0}
+    else:
+        kwargs["dtype"] = torch.bfloat16 if torch.cuda.is_available() else torch.float32
+    model = AutoModelForCausalLM.from_pretrained(model_path, **kwargs)
+    if torch.cuda.is_available() and o.method != "qlora":
+        model = model.to("cuda")
+    tied = bool(config.get("tie_word_embeddings", False))
+    return model, ("tied" if tied else None)
+
+
+def _setup_partial(model, train_layers: list[int], tied_choice: str, config: dict) -> str | None:
+    """Freeze everything but lm_head, the final norm and `train_layers`; handle tied embeddings explicitly."""
+    import torch
+
+    for p in model.parameters():
+        p.requires_grad_(False)
+    tied = model.get_output_embeddings().weight is model.get_input_embeddings().weight
+    decision = None
+    if tied and tied_choice == "untie":
+        head = model.get_output_embeddings()
+        head.weight = torch.nn.Parameter(model.get_input_embeddings().weight.detach().clone())
+        model.config.tie_word_embeddings = False
+        if hasattr(model, "_tied_weights_keys"):
+            model._tied_weights_keys = None
+        decision = "untied"
+    elif tied:
+        decision = "frozen"
+    if decision != "frozen":
+        model.get_output_embeddings().weight.requires_grad_(True)
+    decoder = model.get_decoder()
+    if getattr(decoder, "norm", None) is not None:
+        for p in decoder.norm.parameters():
+            p.requires_grad_(True)
+    for i in train_layers:
+        for p in decoder.layers[i].parameters():
+            p.requires_grad_(True)
+    return decision
+
+
+def _setup_lora(model, o: RecoverOptions):
+    from peft import LoraConfig, get_peft_model, prepare_model_for_kbit_training
+
+    names = {n.rsplit(".", 1)[-1] for n, _ in model.named_modules()}
+    targets = [t for t in o.lora_targets if t in names]
+    if not targets:
+        raise PlanError(f"--lora-targets {','.join(o.lora_targets)}: none of these module names exist in this model")
+    if o.method == "qlora":
+        model = prepare_model_for_kbit_training(model)
+    cfg = LoraConfig(r=o.lora_r, lora_alpha=o.lora_alpha, lora_dropout=o.lora_dropout, target_modules=targets,
+                     task_type="CAUSAL_LM", bias="none")
+    return get_peft_model(model, cfg)
+
+
+# ---------------------------------------------------------------- training
+
+class _Tracker:
+    """Collects losses and measures tokens/s (non-padding tokens) for the progress display and the result."""
+
+    def __init__(self):
+        self.losses: list[float] = []
+        self.tokens = 0
+        self.seconds = 0.0
+
+    def tokens_per_s(self) -> float:
+        return self.tokens / self.seconds if self.seconds else 0.0
+
+
+def _train(model, tokenizer, rows, o: RecoverOptions, ckpt_dir: Path, resume: bool, progress: bool,
+           stop_after: int | None):
+    import torch
+    from transformers import Trainer, TrainerCallback, TrainingArguments
+
+    tracker = _Tracker()
+
+    class Collator:
+        def __call__(self, batch):
+            width = max(len(b["input_ids"]) for b in batch)
+            pad = tokenizer.pad_token_id
+            ids = torch.full((len(batch), width), pad, dtype=torch.long)
+            labels = torch.full((len(batch), width), IGNORE_INDEX, dtype=torch.long)
+            mask = torch.zeros((len(batch), width), dtype=torch.long)
+            for i, b in enumerate(batch):
+                n = len(b["input_ids"])
+                ids[i, :n] = torch.tensor(b["input_ids"])
+                labels[i, :n] = torch.tensor(b["labels"])
+                mask[i, :n] = 1
+            tracker.tokens += int(mask.sum())
+            return {"input_ids": ids, "labels": labels, "attention_mask": mask}
+
+    class Progress(TrainerCallback):
+        def __init__(self):
+            self.t0 = None
+
+        def on_step_begin(self, args, state, control, **kw):
+            if self.t0 is None:
+                self.t0 = time.perf_counter()
+
+        def on_step_end(self, args, state, control, **kw):
+            tracker.seconds = time.perf_counter() - self.t0
+            if stop_after is not None and state.global_step >= stop_after:
+                raise KeyboardInterrupt("stopped for a test")
+
+        def on_log(self, args, state, control, logs=None, **kw):
+            if logs is not None and "loss" in logs:
+                tracker.losses.append(float(logs["loss"]))
+                logs["tokens_per_s"] = round(tracker.tokens_per_s(), 1)
+
+    accum = o.batch_size // o.micro_batch_size
+    args = TrainingArguments(
+        output_dir=str(ckpt_dir), per_device_train_batch_size=o.micro_batch_size, gradient_accumulation_steps=accum,
+        learning_rate=o.lr, num_train_epochs=o.epochs, max_steps=o.max_steps, warmup_steps=o.warmup_steps,
+        optim="adamw_torch", lr_scheduler_type="linear", logging_steps=1, save_steps=o.save_steps,
+        save_total_limit=2, seed=o.seed, data_seed=o.seed, report_to=[], disable_tqdm=not progress,
+        remove_unused_columns=False, bf16=torch.cuda.is_available(), dataloader_num_workers=0,
+        save_only_model=False,
+    )
+    trainer = Trainer(model=model, args=args, train_dataset=rows, data_collator=Collator(), callbacks=[Progress()])
+    last = _last_checkpoint(ckpt_dir) if resume else None
+    trainer.train(resume_from_checkpoint=str(last) if last else None)
+    return tracker, (last.name if last else None)
+
+
+def _last_checkpoint(ckpt_dir: Path) -> Path | None:
+    found = [p for p in ckpt_dir.glob("checkpoint-*") if p.name.split("-")[-1].isdigit()] if ckpt_dir.is_dir() else []
+    return max(found, key=lambda p: int(p.name.split("-")[-1])) if found else None
+
+
+def _merge(model, model_path: Path, o: RecoverOptions, ckpt_dir: Path):
+    """Fold LoRA adapters into the weights. QLoRA adapters are merged into a bf16 reload of the base."""
+    if o.method == "lora":
+        return model.merge_and_unload()
+    import torch
+    from peft import PeftModel
+    from transformers import AutoModelForCausalLM
+
+    adapter = ckpt_dir / "final-adapter"
+    model.save_pretrained(adapter)
+    base = AutoModelForCausalLM.from_pretrained(model_path, dtype=torch.bfloat16, trust_remote_code=_trust(model_path, o))
+    return PeftModel.from_pretrained(base, adapter).merge_and_unload()
+
+
+# ---------------------------------------------------------------- output
+
+def _save(model, model_path: Path, output: Path, config: dict, o: RecoverOptions, tied: str | None,
+          train_layers: list[int] | None, overwrite: bool) -> None:
+    import torch
+
+    from .surgery import publish_folder
+
+    dtype = getattr(torch, str(config.get("dtype") or config.get("torch_dtype") or "float32"), torch.float32)
+    model = model.to(dtype)
+    output.parent.mkdir(parents=True, exist_ok=True)
+    staging = Path(tempfile.mkdtemp(prefix=f".{output.name}.partial-", dir=output.parent))
+    try:
+        model.save_pretrained(staging, max_shard_size="5GB")
+        for extra in ("generation_config.json",):
+            (staging / extra).unlink(missing_ok=True)
+        new_config = json.loads(json.dumps(config))
+        if tied == "untied":
+            new_config["tie_word_embeddings"] = False
+        (staging / "config.json").write_text(json.dumps(new_config, indent=2) + "\n")
+        copy_aux_files(model_path, staging)
+        from .config_edit import MODELING_FILE
+
+        if (model_path / MODELING_FILE).is_file():
+            shutil.copyfile(model_path / MODELING_FILE, staging / MODELING_FILE)
+        record = {}
+        if (model_path / PROVENANCE_FILE).is_file():
+            record = json.loads((model_path / PROVENANCE_FILE).read_text())
+        recipe = asdict(o)
+        recipe.update({"tied_embeddings_result": tied, "train_layers": train_layers})
+        record.update({"hfprune_version": __version__, "recovery": recipe})
+        (staging / PROVENANCE_FILE).write_text(json.dumps(record, indent=2) + "\n")
+        publish_folder(staging, output, overwrite)
+    except BaseException:
+        shutil.rmtree(staging, ignore_errors=True)
+        raise

@@ -1,0 +1,219 @@
+"""Recovery fine-tuning on a tiny pruned model and a small local instruction set."""
+
+import json
+
+import pytest
+import torch
+from safetensors.torch import load_file
+from transformers import AutoModelForCausalLM, AutoTokenizer
+
+from hfprune.api import prune
+from hfprune.cli import main
+from hfprune.instructions import IGNORE_INDEX, Example, alpaca_prompt, load_examples, tokenize_example
+from hfprune.recover import RecoverOptions, checkpoints_dir, recover
+from hfprune.tiny import build_tiny_checkpoint
+
+ROWS = [
+    {"instruction": "Name the capital of France.", "input": "", "output": "The capital of France is Paris."},
+    {"instruction": "Repeat the phrase.", "input": "the quick brown fox", "output": "the quick brown fox"},
+    {"instruction": "What does pruning remove?", "input": "", "output": "Pruning removes decoder layers."},
+    {"instruction": "Complete the sentence.", "input": "A pruned checkpoint must compute",
+     "output": "exactly the network that was intended."},
+] * 8
+
+
+@pytest.fixture(scope="module")
+def pruned_model(tmp_path_factory):
+    root = tmp_path_factory.mktemp("rec")
+    src = build_tiny_checkpoint(root / "src", "llama", num_layers=6)
+    prune(src, root / "pruned", drop_last=2)
+    return root / "pruned"
+
+
+@pytest.fixture(scope="module")
+def tied_model(tmp_path_factory):
+    root = tmp_path_factory.mktemp("rect")
+    src = build_tiny_checkpoint(root / "src", "llama-tied", num_layers=5)
+    prune(src, root / "pruned", drop_layers="1")
+    return root / "pruned"
+
+
+@pytest.fixture(scope="module")
+def alpaca_file(tmp_path_factory):
+    path = tmp_path_factory.mktemp("d") / "alpaca.jsonl"
+    path.write_text("\n".join(json.dumps(r) for r in ROWS) + "\n")
+    return path
+
+
+def fast(**kw):
+    base = dict(lr=3e-3, batch_size=8, micro_batch_size=4, warmup_steps=0, max_steps=12, epochs=1, save_steps=1000)
+    base.update(kw)
+    return RecoverOptions(**base)
+
+
+def tensors(folder):
+    out = {}
+    for f in sorted(folder.glob("*.safetensors")):
+        out.update(load_file(f))
+    return out
+
+
+def test_response_only_masking():
+    tok = AutoTokenizer.from_pretrained(build_tiny_checkpoint.__module__ and _tok_dir())
+    ex = Example("Name the capital of France.", "", "Paris.")
+    row = tokenize_example(ex, tok, max_length=512)
+    prompt_len = len(tok(alpaca_prompt(ex))["input_ids"])
+    assert row["labels"][:prompt_len] == [IGNORE_INDEX] * prompt_len
+    response = row["input_ids"][prompt_len:]
+    assert row["labels"][prompt_len:] == response and response[-1] == tok.eos_token_id
+    assert tok.decode(response[:-1]) == "Paris."
+    assert "### Input:" not in alpaca_prompt(ex) and "### Input:\nctx" in alpaca_prompt(Example("i", "ctx", "o"))
+
+
+_TOK = {}
+
+
+def _tok_dir():
+    if "d" not in _TOK:
+        import tempfile
+
+        from hfprune.tiny import train_tokenizer
+
+        _TOK["d"] = tempfile.mkdtemp()
+        train_tokenizer(_TOK["d"])
+    return _TOK["d"]
+
+
+def test_dolly_rows_use_context_as_input(tmp_path):
+    path = tmp_path / "dolly.json"
+    path.write_text(json.dumps([{"instruction": "Summarise.", "context": "Long text.", "response": "Short.",
+                                 "category": "summarization"}]))
+    [ex] = load_examples(str(path))
+    assert ex == Example("Summarise.", "Long text.", "Short.")
+
+
+def test_partial_trains_only_the_last_layers_and_head(pruned_model, alpaca_file, tmp_path):
+    result = recover(pruned_model, tmp_path / "out", fast(dataset=str(alpaca_file), last_k=2))
+    assert result.train_layers == [2, 3]
+    assert result.losses[-1] < result.losses[0]
+    before, after = tensors(pruned_model), tensors(tmp_path / "out")
+    assert before.keys() == after.keys()
+    trained_prefixes = ("model.layers.2.", "model.layers.3.", "model.norm.", "lm_head.")
+    for name, t in before.items():
+        if name.startswith(trained_prefixes):
+            assert not torch.equal(t, after[name]), f"{name} did not change"
+        else:
+            assert torch.equal(t, after[name]), f"frozen {name} changed"
+    model, info = AutoModelForCausalLM.from_pretrained(tmp_path / "out", output_loading_info=True)
+    assert not info["missing_keys"] and not info["unexpected_keys"]
+    assert json.loads((tmp_path / "out" / "config.json").read_text()) == json.loads(
+        (pruned_model / "config.json").read_text())
+    record = json.loads((tmp_path / "out" / "hfprune.json").read_text())
+    assert record["recovery"]["method"] == "partial" and record["plan"]["drop_layers"] == [4, 5]
+    assert (tmp_path / "out" / "tokenizer.json").exists()
+    assert not checkpoints_dir(tmp_path / "out").exists()
+
+
+def test_tied_embeddings_untied_by_default_and_frozen_on_request(tied_model, alpaca_file, tmp_path):
+    before = tensors(tied_model)
+    assert "lm_head.weight" not in before
+    result = recover(tied_model, tmp_path / "untied", fast(dataset=str(alpaca_file), last_k=1))
+    assert result.tied_embeddings == "untied"
+    after = tensors(tmp_path / "untied")
+    assert torch.equal(after["model.embed_tokens.weight"], before["model.embed_tokens.weight"])
+    assert not torch.equal(after["lm_head.weight"], before["model.embed_tokens.weight"])
+    assert json.loads((tmp_path / "untied" / "config.json").read_text())["tie_word_embeddings"] is False
+    m = AutoModelForCausalLM.from_pretrained(tmp_path / "untied")
+    assert torch.equal(m.lm_head.weight, after["lm_head.weight"])
+
+    result = recover(tied_model, tmp_path / "frozen", fast(dataset=str(alpaca_file), last_k=1, tied_embeddings="freeze"))
+    assert result.tied_embeddings == "frozen"
+    after = tensors(tmp_path / "frozen")
+    assert "lm_head.weight" not in after
+    assert torch.equal(after["model.embed_tokens.weight"], before["model.embed_tokens.weight"])
+    assert json.loads((tmp_path / "frozen" / "config.json").read_text())["tie_word_embeddings"] is True
+
+
+def test_lora_is_merged_and_equals_the_adapter_model(pruned_model, alpaca_file, tmp_path, monkeypatch):
+    import hfprune.recover as rec
+
+    captured = {}
+    original = rec._merge
+
+    def spy(model, *a, **k):
+        ids = torch.randint(3, 300, (2, 12))
+        with torch.no_grad():
+            captured["adapter_logits"] = model(input_ids=ids).logits.clone()
+        captured["ids"] = ids
+        merged = original(model, *a, **k)
+        with torch.no_grad():
+            captured["merged_logits"] = merged(input_ids=ids).logits
+        return merged
+
+    monkeypatch.setattr(rec, "_merge", spy)
+    result = recover(pruned_model, tmp_path / "out", fast(method="lora", dataset=str(alpaca_file), lora_r=4))
+    assert result.losses[-1] < result.losses[0]
+    assert torch.allclose(captured["adapter_logits"], captured["merged_logits"], atol=1e-5)
+    model = AutoModelForCausalLM.from_pretrained(tmp_path / "out")  # no peft needed
+    with torch.no_grad():
+        saved = model(input_ids=captured["ids"]).logits
+    assert torch.allclose(saved, captured["merged_logits"], atol=1e-5)
+    assert not any("lora" in k for k in tensors(tmp_path / "out"))
+
+
+def test_interrupted_run_resumes_from_last_checkpoint(pruned_model, alpaca_file, tmp_path):
+    opts = fast(dataset=str(alpaca_file), max_steps=6, save_steps=2)
+    with pytest.raises(KeyboardInterrupt):
+        recover(pruned_model, tmp_path / "out", opts, _stop_after_steps=3)
+    assert not (tmp_path / "out").exists()
+    assert (checkpoints_dir(tmp_path / "out") / "checkpoint-2").is_dir()
+    result = recover(pruned_model, tmp_path / "out", opts, resume=True)
+    assert result.resumed_from == "checkpoint-2"
+    uninterrupted = recover(pruned_model, tmp_path / "ref", opts)
+    a, b = tensors(tmp_path / "out"), tensors(tmp_path / "ref")
+    assert all(torch.allclose(a[k], b[k], atol=1e-6) for k in a)
+    assert len(result.losses) == 4 and len(uninterrupted.losses) == 6
+
+
+@pytest.mark.parametrize("args,needles", [
+    (["--dataset", "{bad}"], ["needs columns instruction + output", "question"]),
+    (["--dataset", "{empty}"], ["is empty"]),
+    (["--last-k", "9"], ["--last-k 9", "4 layers"]),
+    (["--method", "qlora"], ["qlora needs a CUDA GPU"]),
+    (["--resume"], ["no checkpoint"]),
+])
+def test_bad_recover_input(args, needles, pruned_model, tmp_path, alpaca_file, capsys):
+    (tmp_path / "bad.json").write_text(json.dumps([{"question": "q", "answer": "a"}]))
+    (tmp_path / "empty.jsonl").write_text("")
+    args = [a.format(bad=tmp_path / "bad.json", empty=tmp_path / "empty.jsonl") for a in args]
+    if "--dataset" not in args:
+        args += ["--dataset", str(alpaca_file)]
+    code = main(["recover", str(pruned_model), "-o", str(tmp_path / "out"), *args, "--no-progress"])
+    err = capsys.readouterr().err.strip().splitlines()
+    assert code == 2 and len(err) == 1 and all(n in err[0] for n in needles), err
+    assert not (tmp_path / "out").exists()
+
+
+def test_frozen_prefix_stores_no_activations_and_gets_no_gradients(pruned_model):
+    from hfprune.recover import _setup_partial
+
+    model = AutoModelForCausalLM.from_pretrained(pruned_model)
+    _setup_partial(model, [3], "untie", {})
+    current = {"layer": "embed"}
+    saved_in = []
+    for i, layer in enumerate(model.model.layers):
+        layer.register_forward_pre_hook(lambda m, a, i=i: current.__setitem__("layer", i))
+    model.model.norm.register_forward_pre_hook(lambda m, a: current.__setitem__("layer", "norm"))
+
+    def pack(t):
+        saved_in.append(current["layer"])
+        return t
+
+    ids = torch.randint(3, 300, (2, 16))
+    with torch.autograd.graph.saved_tensors_hooks(pack, lambda t: t):
+        loss = model(input_ids=ids, labels=ids).loss
+    loss.backward()
+    assert saved_in and set(saved_in) <= {3, "norm"}, set(saved_in)  # nothing saved for embeddings or layers 0-2
+    for name, p in model.named_parameters():
+        trained = name.startswith(("model.layers.3.", "model.norm.", "lm_head."))
+        assert p.requires_grad == trained and (p.grad is not None) == trained, name
