@@ -110,9 +110,46 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--no-progress", action="store_true")
     p.set_defaults(func=_cmd_recover)
 
-    p = sub.add_parser("demo", help="build a tiny model offline and prune it (no network)",
-                       description="Build a tiny random Llama-style model and a tokenizer trained on the fly, "
-                                   "prune it, and check that the result reloads and computes the bypassed network.")
+    p = sub.add_parser("eval", help="evaluate a checkpoint with lm-evaluation-harness, size and speed",
+                       description="Run lm-eval tasks on MODEL (in memory) and measure parameters, size on disk and "
+                                   "generation latency; write the results as JSON.")
+    p.add_argument("model", metavar="MODEL", help="a local checkpoint folder")
+    p.add_argument("--tasks", help="comma-separated lm-eval tasks (default: the seed paper's eight + wikitext)")
+    p.add_argument("--limit", type=int, help="at most N examples per task")
+    p.add_argument("--batch-size", type=int, default=8)
+    p.add_argument("--include-path", help="a folder of extra lm-eval task YAMLs")
+    p.add_argument("-o", "--output", default="eval.json", help="results file (default: %(default)s)")
+    p.add_argument("--trust-remote-code", action="store_true")
+    p.set_defaults(func=_cmd_eval)
+
+    p = sub.add_parser("push", help="the whole pipeline: download, prune, heal, evaluate, card, upload",
+                       description="Prune SOURCE, optionally recover it, evaluate dense and pruned models, write a "
+                                   "model card and push everything to a new Hub repo in one commit.")
+    p.add_argument("source", metavar="SOURCE", nargs="?", help="Hub repo id[@revision] or folder (or source: in --recipe)")
+    p.add_argument("--recipe", metavar="YAML", help="a recipe from configs/; the flags below override it")
+    _add_plan_options(p)
+    p.add_argument("--metric", help="choose the layers with this metric (see hfprune score)")
+    p.add_argument("--remove", type=int, metavar="N", help="with --metric: how many layers (finercut: sub-blocks)")
+    p.add_argument("--data", help="calibration data for --metric")
+    p.add_argument("--recover", choices=["partial", "lora", "qlora", "none"], help="recovery method (default: none)")
+    p.add_argument("--dataset", help="recovery data: alpaca, dolly, a Hub id or a local .json/.jsonl")
+    p.add_argument("--tasks", help="comma-separated lm-eval tasks")
+    p.add_argument("--limit", type=int, help="at most N examples per task")
+    p.add_argument("--include-path", help="a folder of extra lm-eval task YAMLs")
+    p.add_argument("--repo-id", help="target repo (default: <you>/<source name>-<plan tag>)")
+    p.add_argument("--private", action="store_true", default=None, help="create the repo private")
+    p.add_argument("--work-dir", help="where each stage leaves its artifact (default: hfprune-work/<repo name>)")
+    p.add_argument("--no-push", action="store_true", help="stop after writing the final folder")
+    p.add_argument("--resume", action="store_true", help="skip the stages an earlier run finished")
+    p.add_argument("--overwrite", action="store_true", help="clear a non-empty work dir and start over")
+    p.add_argument("--token", help="Hub token (default: the logged-in one); never printed or stored")
+    p.add_argument("--trust-remote-code", action="store_true", help="allow the source's own modeling code")
+    p.add_argument("--no-progress", action="store_true")
+    p.set_defaults(func=_cmd_push)
+
+    p = sub.add_parser("demo", help="run the whole pipeline offline on a tiny built-in model",
+                       description="Build a tiny model and tokenizer, prune, heal, evaluate on bundled tasks and "
+                                   "write the final repo folder with its model card. No network.")
     p.add_argument("--work-dir", default="hfprune-demo", help="where to leave every artifact (default: %(default)s)")
     p.add_argument("--overwrite", action="store_true", help="replace an existing work dir")
     p.set_defaults(func=_cmd_demo)
@@ -172,11 +209,62 @@ def _cmd_recover(args) -> int:
     return 0
 
 
+def _cmd_eval(args) -> int:
+    import json
+    from pathlib import Path
+
+    from .evaluate import evaluate_model
+    from .recipe import DEFAULT_TASKS
+
+    tasks = [t for t in args.tasks.split(",") if t] if args.tasks else DEFAULT_TASKS
+    result = evaluate_model(args.model, tasks, limit=args.limit, batch_size=args.batch_size,
+                            include_path=args.include_path, trust_remote_code=args.trust_remote_code)
+    Path(args.output).write_text(json.dumps(result, indent=2) + "\n")
+    for task, metrics in result["tasks"].items():
+        print(f"{task}: " + ", ".join(f"{k}={v:.4f}" for k, v in metrics.items()))
+    print(f"parameters: {result['size']['parameters']:,}; {result['speed']['tokens_per_s']:.1f} tokens/s "
+          f"({result['speed']['device']}); wrote {args.output}")
+    return 0
+
+
+def _cmd_push(args) -> int:
+    from pathlib import Path
+
+    from .pipeline import Pipeline
+    from .recipe import Recipe
+
+    recipe = Recipe.load(args.recipe) if args.recipe else Recipe()
+    recipe = recipe.override(**{
+        "source": args.source, "prune.drop_last": args.drop_last, "prune.drop_layers": args.drop_layers,
+        "prune.skip_attention": args.skip_attention, "prune.skip_mlp": args.skip_mlp, "prune.metric": args.metric,
+        "prune.remove": args.remove, "prune.data": args.data, "recover.method": args.recover,
+        "recover.dataset": args.dataset,
+        "eval.tasks": [t for t in args.tasks.split(",") if t] if args.tasks else None, "eval.limit": args.limit,
+        "eval.include_path": args.include_path, "push.repo_id": args.repo_id, "push.private": args.private,
+        "push.enabled": False if args.no_push else None,
+    })
+    if args.plan_file:
+        from .plan import Plan
+
+        plan = Plan.load(args.plan_file)
+        recipe = recipe.override(**{"prune.drop_layers": list(plan.drop_layers) or None,
+                                    "prune.skip_attention": list(plan.skip_attention) or None,
+                                    "prune.skip_mlp": list(plan.skip_mlp) or None})
+    pipe = Pipeline(recipe, Path("."), resume=args.resume, overwrite=args.overwrite, token=args.token,
+                    progress=not args.no_progress, trust_remote_code=args.trust_remote_code)
+    pipe.work = Path(args.work_dir) if args.work_dir else Path("hfprune-work") / pipe._name_stem()
+    pipe.result.work_dir, pipe.result.final_dir = pipe.work, pipe.work / "final"
+    result = pipe.run()
+    print(f"final folder: {result.final_dir}")
+    if result.repo_id and result.commit:
+        print(f"pushed to https://huggingface.co/{result.repo_id} (commit {result.commit[:12]})")
+    return 0
+
+
 def _cmd_demo(args) -> int:
     from .demo import run_demo
 
-    for line in run_demo(args.work_dir, overwrite=args.overwrite):
-        print(line)
+    run_demo(args.work_dir, overwrite=args.overwrite)
     return 0
 
 

@@ -1,4 +1,4 @@
-"""`hfprune demo`: the main job end to end on an embedded default, offline."""
+"""`hfprune demo`: the whole pipeline offline on an embedded default, leaving every artifact in one folder."""
 
 from __future__ import annotations
 
@@ -7,32 +7,39 @@ from pathlib import Path
 
 from .errors import OutputExistsError
 
+SOURCE_DIR = "demo-source"
 
-def run_demo(work_dir: str | Path, overwrite: bool = False):
-    """Build a tiny checkpoint, prune its last 2 layers and skip two sub-blocks, verify; yield progress lines."""
-    import torch
-    from transformers import AutoModelForCausalLM, AutoTokenizer
 
-    from .api import prune
+def demo_recipe(source: Path):
+    from .evaluate import DATA_DIR
+    from .recipe import Recipe
+
+    return Recipe.parse({
+        "source": str(source),
+        "prune": {"drop_last": 2},
+        "recover": {"method": "partial", "dataset": str(DATA_DIR / "demo_instructions.jsonl"), "last_k": 2,
+                    "lr": 3e-3, "batch_size": 8, "micro_batch_size": 8, "warmup_steps": 0, "epochs": 4},
+        "eval": {"tasks": ["hfprune_demo_mc", "hfprune_demo_ppl"], "batch_size": 8, "latency_tokens": 16},
+        "push": {"enabled": False},
+    }, "demo recipe")
+
+
+def run_demo(work_dir: str | Path, overwrite: bool = False, echo=print):
+    """Build a tiny Llama-style model and tokenizer, then prune (drop the last 2 of 8 layers), heal (partial
+    fine-tuning on bundled instructions), evaluate (bundled lm-eval tasks) and write the final repo folder."""
+    from .pipeline import Pipeline
     from .tiny import build_tiny_checkpoint
 
     work = Path(work_dir)
-    if work.exists():
+    if work.exists() and any(work.iterdir()):
         if not overwrite:
             raise OutputExistsError(f"{work} already exists; pass --overwrite or choose another --work-dir")
         shutil.rmtree(work)
-    work.mkdir(parents=True)
-    source = build_tiny_checkpoint(work / "source", "llama", num_layers=8)
-    yield f"built a tiny 8-layer Llama-style checkpoint and tokenizer in {source}"
-    result = prune(source, work / "pruned", drop_last=2, skip_attention="1", skip_mlp="4")
-    yield from result.describe()
-
-    tok = AutoTokenizer.from_pretrained(work / "pruned", trust_remote_code=True)  # our own shipped code
-    ids = tok("The capital of France is", return_tensors="pt").input_ids
-    pruned, info = AutoModelForCausalLM.from_pretrained(work / "pruned", trust_remote_code=True,
-                                                        output_loading_info=True)
-    missing = info["missing_keys"] or info["unexpected_keys"]
-    with torch.no_grad():
-        out = pruned.generate(ids, max_new_tokens=8, do_sample=False, pad_token_id=tok.pad_token_id)
-    yield f"reloaded with AutoModelForCausalLM: {'MISSING/UNEXPECTED KEYS ' + str(missing) if missing else 'no missing or unexpected keys'}"
-    yield f"greedy continuation (random weights, so gibberish): {tok.decode(out[0, ids.shape[1]:])!r}"
+    work.mkdir(parents=True, exist_ok=True)
+    source = build_tiny_checkpoint(work / SOURCE_DIR, "llama", num_layers=8)
+    echo(f"built a tiny 8-layer Llama-style model and a tokenizer trained on the fly: {source}")
+    result = Pipeline(demo_recipe(source), work, keep=(SOURCE_DIR,), echo=echo,
+                      eval_cache=work / ".cache" / "eval", score_cache=work / ".cache" / "scores").run()
+    echo(f"final repo folder with its model card: {result.final_dir}")
+    echo(f"load it: AutoModelForCausalLM.from_pretrained({str(result.final_dir)!r})")
+    return result

@@ -90,8 +90,9 @@ class Handler(BaseHTTPRequestHandler):
         if repo is None or (repo.private and role is None):
             self._error(404, "RepoNotFound", f"Repository {repo_id} not found")
             return None
-        if repo.gated and role is None:
-            self._error(401, "GatedRepo", f"Access to model {repo_id} is restricted")
+        if repo.gated and not write:
+            # nobody here has accepted the licence: the real Hub answers 401 anonymously and 403 with a token
+            self._error(401 if role is None else 403, "GatedRepo", f"Access to model {repo_id} is restricted")
             return None
         if write and role != "write":
             self._error(403, "Forbidden", "You don't have the rights to write to this repo")
@@ -152,7 +153,14 @@ class Handler(BaseHTTPRequestHandler):
         if found is None:
             return self._error(404, "RevisionNotFound", f"Invalid rev id: {revision}")
         sha, files = found
+        card = {}
+        readme = files.get("README.md", b"").decode(errors="replace")
+        if readme.startswith("---"):
+            import yaml
+
+            card = yaml.safe_load(readme.split("---", 2)[1]) or {}
         return self._send(200, {"id": repo_id, "modelId": repo_id, "sha": sha, "private": repo.private,
+                                "cardData": card,
                                 "gated": repo.gated, "disabled": False, "tags": [], "downloads": 0, "likes": 0,
                                 "siblings": [{"rfilename": p} for p in sorted(files)],
                                 "lastModified": "2026-01-01T00:00:00.000Z", "createdAt": "2026-01-01T00:00:00.000Z"})

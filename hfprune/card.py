@@ -1,0 +1,277 @@
+"""The model card: huggingface_hub's ModelCard built from the template in model_cards/, plus the layer map."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from importlib import resources
+from pathlib import Path
+
+from .plan import Plan, format_layer_list
+
+CITATIONS = {
+    "reverse-order": "Reassessing Layer Pruning in LLMs: New Insights and Methods (Lu et al., 2024), arXiv:2411.15558",
+    "partial": "Reassessing Layer Pruning in LLMs: New Insights and Methods (Lu et al., 2024), arXiv:2411.15558",
+    "finercut": "FinerCut: Finer-grained Interpretable Layer Pruning for Large Language Models (Zhang et al., 2024), "
+                "arXiv:2405.18218",
+    "angular": "The Unreasonable Ineffectiveness of the Deeper Layers (Gromov et al., 2024), arXiv:2403.17887",
+    "qlora": "QLoRA: Efficient Finetuning of Quantized LLMs (Dettmers et al., 2023), arXiv:2305.14314",
+    "lora": "LoRA: Low-Rank Adaptation of Large Language Models (Hu et al., 2021), arXiv:2106.09685",
+    "block-influence": "ShortGPT: Layers in Large Language Models are More Redundant Than You Expect (Men et al., 2024), "
+                       "arXiv:2403.03853",
+    "taylor": "LLM-Pruner: On the Structural Pruning of Large Language Models (Ma et al., 2023), arXiv:2305.11627",
+    "lm-eval": "A framework for few-shot language model evaluation (Gao et al.), EleutherAI lm-evaluation-harness",
+}
+DATASET_IDS = {"alpaca": "yahma/alpaca-cleaned", "dolly": "databricks/databricks-dolly-15k"}
+
+
+def template_path() -> Path:
+    """The card template, from the installed package (or the source tree in a checkout)."""
+    try:
+        path = Path(str(resources.files("hfprune.model_cards").joinpath("hfprune_card.md")))
+        if path.is_file():
+            return path
+    except ModuleNotFoundError:
+        pass
+    return Path(__file__).resolve().parents[1] / "model_cards" / "hfprune_card.md"
+
+
+@dataclass
+class CardInputs:
+    repo_id: str
+    source_ref: str  # "org/name@sha" or a folder
+    base_model: str | None  # Hub id when the source came from the Hub
+    license: str | None
+    plan: Plan
+    recipe_yaml: str
+    evaluation: dict  # eval.json
+    scores: dict | None = None
+    recovery: dict | None = None  # recipe recover section when a method ran
+    needs_remote_code: bool = False
+
+
+def layer_map_svg(plan: Plan) -> str:
+    """An SVG of every source layer: attention and FFN cells, kept (filled) or removed (hollow, crossed)."""
+    n, cell, gap, left, top = plan.num_layers, 18, 2, 44, 22
+    width = left + n * (cell + gap) + 10
+    height = top + 2 * (cell + gap) + 30
+    drop, attn, mlp = set(plan.drop_layers), set(plan.skip_attention), set(plan.skip_mlp)
+    parts = [f'<svg xmlns="http://www.w3.org/2000/svg" width="{width}" height="{height}" '
+             f'font-family="sans-serif" font-size="10">',
+             f'<rect width="{width}" height="{height}" fill="white"/>',
+             f'<text x="{left}" y="12">layer map: {n} source layers, {len(plan.kept_layers)} kept</text>',
+             f'<text x="4" y="{top + 13}">attn</text>', f'<text x="4" y="{top + cell + gap + 13}">FFN</text>']
+    for i in range(n):
+        x = left + i * (cell + gap)
+        for row, removed in enumerate((i in drop or i in attn, i in drop or i in mlp)):
+            y = top + row * (cell + gap)
+            if removed:
+                parts.append(f'<rect x="{x}" y="{y}" width="{cell}" height="{cell}" fill="#f3f3f3" stroke="#bbb"/>'
+                             f'<path d="M{x} {y}L{x + cell} {y + cell}M{x + cell} {y}L{x} {y + cell}" stroke="#c33"/>')
+            else:
+                parts.append(f'<rect x="{x}" y="{y}" width="{cell}" height="{cell}" fill="#3a7" stroke="#286"/>')
+        if i % 5 == 0 or i == n - 1:
+            parts.append(f'<text x="{x + 2}" y="{top + 2 * (cell + gap) + 12}">{i}</text>')
+    parts.append(f'<text x="{left}" y="{height - 4}">green: kept, crossed: removed</text></svg>')
+    return "".join(parts)
+
+
+def layer_map_text(plan: Plan) -> str:
+    drop, attn, mlp = set(plan.drop_layers), set(plan.skip_attention), set(plan.skip_mlp)
+    idx = " ".join(f"{i % 100:>2}" for i in range(plan.num_layers))
+    a = " ".join(" ." if (i in drop or i in attn) else " #" for i in range(plan.num_layers))
+    f = " ".join(" ." if (i in drop or i in mlp) else " #" for i in range(plan.num_layers))
+    return f"layer {idx}\nattn  {a}\nFFN   {f}\n(# kept, . removed)"
+
+
+def _fmt(metric: str, value: float, stderr: float | None) -> str:
+    if metric.startswith("acc") or metric == "exact_match":
+        s = f"{100 * value:.2f}"
+        return s + (f" ± {100 * stderr:.2f}" if stderr is not None else "")
+    return f"{value:.4g}"
+
+
+def benchmark_rows(evaluation: dict) -> list[dict]:
+    """One row per (task, metric): dense, pruned and recovered values with deltas; also used to check the card."""
+    models = [m for m in ("dense", "pruned", "recovered") if evaluation.get(m)]
+    rows = []
+    tasks = sorted({t for m in models for t in evaluation[m]["tasks"]})
+    for task in tasks:
+        metrics = {k for m in models for k in evaluation[m]["tasks"].get(task, {}) if not k.endswith("_stderr")}
+        for metric in sorted(metrics):
+            row = {"task": task, "metric": metric}
+            for m in models:
+                t = evaluation[m]["tasks"].get(task, {})
+                row[m] = t.get(metric)
+                row[f"{m}_stderr"] = t.get(f"{metric}_stderr")
+            rows.append(row)
+    return rows
+
+
+def benchmark_table(evaluation: dict) -> str:
+    models = [m for m in ("dense", "pruned", "recovered") if evaluation.get(m)]
+    head = "| task | metric | " + " | ".join(
+        f"{m}" + ("" if m == "dense" else f" | Δ {m}") for m in models) + " |"
+    sep = "|" + "---|" * (2 + len(models) + (len(models) - 1)) 
+    lines = [head, sep]
+    acc_rows = []
+    for row in benchmark_rows(evaluation):
+        cells = [row["task"], row["metric"]]
+        for m in models:
+            v = row[m]
+            cells.append(_fmt(row["metric"], v, row[f"{m}_stderr"]) if v is not None else "n/a")
+            if m != "dense":
+                d = row["dense"]
+                if v is None or d is None:
+                    cells.append("n/a")
+                elif row["metric"].startswith("acc"):
+                    cells.append(f"{100 * (v - d):+.2f}")
+                else:
+                    cells.append(f"{v - d:+.4g}")
+        lines.append("| " + " | ".join(cells) + " |")
+        if row["metric"] == "acc":
+            acc_rows.append(row)
+    if acc_rows:
+        cells = ["**average**", "acc"]
+        means = {m: sum(r[m] for r in acc_rows if r[m] is not None) / len(acc_rows) for m in models}
+        for m in models:
+            cells.append(f"{100 * means[m]:.2f}")
+            if m != "dense":
+                cells.append(f"{100 * (means[m] - means['dense']):+.2f}")
+        lines.append("| " + " | ".join(cells) + " |")
+    return "\n".join(lines)
+
+
+def _human(n: float) -> str:
+    for unit, div in (("B", 1e9), ("M", 1e6), ("K", 1e3)):
+        if n >= div:
+            return f"{n / div:.2f}{unit}"
+    return str(int(n))
+
+
+def size_table(evaluation: dict) -> str:
+    models = [m for m in ("dense", "pruned", "recovered") if evaluation.get(m)]
+    lines = ["| | " + " | ".join(models) + " |", "|---|" + "---|" * len(models)]
+    for label, fn in (
+        ("decoder layers", lambda e: str(e["size"]["num_layers"])),
+        ("parameters", lambda e: _human(e["size"]["parameters"])),
+        ("safetensors on disk", lambda e: f"{e['size']['bytes_on_disk'] / 2**20:.1f} MiB"),
+        ("generation latency", lambda e: f"{1000 * e['speed']['latency_s']:.1f} ms"),
+        ("generation throughput", lambda e: f"{e['speed']['tokens_per_s']:.1f} tokens/s"),
+    ):
+        lines.append(f"| {label} | " + " | ".join(fn(evaluation[m]) for m in models) + " |")
+    return "\n".join(lines)
+
+
+def build_card(inputs: CardInputs):
+    """A huggingface_hub ModelCard with model-index eval results, rendered from the shipped template."""
+    from huggingface_hub import EvalResult, ModelCard, ModelCardData
+
+    ev = inputs.evaluation
+    final = "recovered" if ev.get("recovered") else "pruned"
+    plan = inputs.plan
+    model_name = inputs.repo_id.split("/")[-1]
+    results = []
+    for task, metrics in ev[final]["tasks"].items():
+        for metric, value in metrics.items():
+            if metric.endswith("_stderr"):
+                continue
+            results.append(EvalResult(task_type="text-generation", dataset_type=task, dataset_name=task,
+                                      metric_type=metric, metric_value=round(float(value), 6),
+                                      metric_name=metric, task_name="Text Generation"))
+    datasets = []
+    if inputs.recovery:
+        ds = inputs.recovery.get("dataset")
+        datasets.append(DATASET_IDS.get(ds, ds) if ds and not Path(ds).exists() else None)
+    if inputs.scores and inputs.scores.get("data") and not Path(inputs.scores["data"]["source"]).exists():
+        datasets.append(inputs.scores["data"]["source"].split(":")[0])
+    datasets = [d for d in dict.fromkeys(datasets) if d]
+    tags = ["pruned", "layer-pruning", "hfprune"] + ([plan.metric] if plan.metric else [])
+    if inputs.recovery:
+        tags.append(f"recovery-{inputs.recovery['method']}")
+    data = ModelCardData(base_model=inputs.base_model, library_name="transformers", license=inputs.license,
+                         datasets=datasets or None, tags=tags, model_name=model_name,
+                         eval_results=results or None, pipeline_tag="text-generation")
+    before, after = ev["dense"]["size"]["parameters"], ev[final]["size"]["parameters"]
+    keys = [plan.metric or "reverse-order"] + ([inputs.recovery["method"]] if inputs.recovery else []) + ["lm-eval"]
+    citations = list(dict.fromkeys(CITATIONS[k] for k in keys if k in CITATIONS))
+    if plan.has_skips and CITATIONS["finercut"] not in citations:
+        citations.insert(0, CITATIONS["finercut"])
+    recovery = None
+    if inputs.recovery:
+        r = inputs.recovery
+        what = (f"partial-layer fine-tuning (lm_head, final norm and the last {r.get('last_k')} layers)"
+                if r["method"] == "partial" else f"{r['method'].upper()} (r={r.get('lora_r')}, merged)")
+        recovery = {"label": f"{what} on {r.get('dataset')}"}
+    scores_table = _scores_table(inputs.scores) if inputs.scores else ""
+    return ModelCard.from_template(
+        data, template_path=str(template_path()),
+        model_name=model_name, repo_id=inputs.repo_id,
+        base_label=inputs.base_model or inputs.source_ref,
+        base_url=f"https://huggingface.co/{inputs.base_model}" if inputs.base_model else "#recipe",
+        removed_summary=_removed_summary(plan), recovery=recovery,
+        size_after={"parameters_h": _human(after)}, size_change=f"{100 * (after - before) / before:+.1f}%",
+        layers_before=plan.num_layers, layers_after=len(plan.kept_layers),
+        plan_description=_plan_description(plan), metric_description=_metric_description(plan, inputs.scores),
+        scores_table=scores_table, layer_map_text=layer_map_text(plan),
+        eval_note=_eval_note(ev), benchmark_table=benchmark_table(ev), size_table=size_table(ev),
+        speed_note=f"Speed: greedy generation of {ev['dense']['speed']['new_tokens']} tokens, batch 1, median of 3, "
+                   f"measured on {ev['dense']['speed']['device']} where this card was made.",
+        needs_remote_code=inputs.needs_remote_code, source_ref=inputs.source_ref,
+        recipe_yaml=inputs.recipe_yaml.strip(), citations=citations,
+    )
+
+
+def _removed_summary(plan: Plan) -> str:
+    parts = []
+    if plan.drop_layers:
+        parts.append(f"{len(plan.drop_layers)} of {plan.num_layers} decoder layers removed")
+    if plan.skip_attention:
+        parts.append(f"{len(plan.skip_attention)} attention sub-blocks removed")
+    if plan.skip_mlp:
+        parts.append(f"{len(plan.skip_mlp)} FFN sub-blocks removed")
+    return ", ".join(parts)
+
+
+def _plan_description(plan: Plan) -> str:
+    lines = [f"- Layers removed (0-based, original numbering): {format_layer_list(plan.drop_layers)}"]
+    if plan.skip_attention:
+        lines.append(f"- Attention removed, FFN kept: layers {format_layer_list(plan.skip_attention)}")
+    if plan.skip_mlp:
+        lines.append(f"- FFN removed, attention kept: layers {format_layer_list(plan.skip_mlp)}")
+    lines.append(f"- Kept layers are renumbered 0-{len(plan.kept_layers) - 1}.")
+    return "\n".join(lines)
+
+
+def _metric_description(plan: Plan, scores: dict | None) -> str:
+    metric = plan.metric or "manual"
+    if metric in ("manual",) and not scores:
+        return "The layers were chosen explicitly in the recipe (reverse-order pruning when they are the last ones)."
+    text = f"Chosen by the `{metric}` metric"
+    if scores and scores.get("data"):
+        d = scores["data"]
+        text += (f" on {d['samples']} windows of {d['seq_len']} tokens of `{d['source']}` (seed {d['seed']}, "
+                 f"sha256 `{d['sha256'][:12]}…`)")
+    return text + "."
+
+
+def _scores_table(scores: dict) -> str:
+    values = scores.get("scores")
+    if scores.get("steps"):
+        lines = ["| step | removed | distance |", "|---|---|---|"]
+        for k, s in enumerate(scores["steps"], start=1):
+            lines.append(f"| {k} | layer {s['removed']['layer']} {s['removed']['block']} | {s['distance']:.4g} |")
+        return "\n".join(lines)
+    if not values:
+        return ""
+    header = "block start" if scores.get("metric") == "angular" else "layer"
+    lines = [f"| {header} | score |", "|---|---|"]
+    lines += [f"| {i} | {v:.4g} |" for i, v in enumerate(values) if v is not None]
+    return "\n".join(lines)
+
+
+def _eval_note(ev: dict) -> str:
+    s = ev["dense"]["settings"]
+    limit = f", at most {s['limit']} examples per task" if s.get("limit") else ""
+    return (f"lm-evaluation-harness {s.get('lm_eval_version')}, zero-shot{limit}, batch size {s['batch_size']}; the "
+            "dense and pruned models ran with the same settings. Accuracies in %, ± standard error; Δ is the change "
+            "from the dense model.")

@@ -1,0 +1,172 @@
+"""Evaluation with lm-evaluation-harness on the in-memory model, plus size and generation speed.
+
+The dense baseline is cached by source identity and task settings, so a second recipe on the same base reuses it.
+Bundled offline tasks (`hfprune_demo_mc`, `hfprune_demo_ppl`) are always available; `include_path` adds yours.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+import statistics
+import tempfile
+import time
+from pathlib import Path
+
+from . import __version__
+from .errors import HfpruneError
+
+DATA_DIR = Path(__file__).parent / "data"
+DEFAULT_EVAL_CACHE = Path.home() / ".cache" / "hfprune" / "eval"
+PRIMARY_METRICS = ("acc", "acc_norm", "word_perplexity", "byte_perplexity", "exact_match")
+LOWER_IS_BETTER = {"word_perplexity", "byte_perplexity", "bits_per_byte"}
+LATENCY_PROMPT = "Below is an instruction that describes a task. Write a response that appropriately completes"
+
+
+class EvalError(HfpruneError):
+    """Evaluation cannot run as asked (unknown task, unreadable model)."""
+
+
+def bundled_tasks_dir(tmp: Path) -> Path:
+    """Write the bundled offline lm-eval task YAMLs, with absolute data paths, into `tmp`; return it."""
+    mc = (DATA_DIR / "demo_mc.jsonl").resolve()
+    text = (DATA_DIR / "demo_text.jsonl").resolve()
+    (tmp / "hfprune_demo_mc.yaml").write_text(
+        "task: hfprune_demo_mc\n"
+        "dataset_path: json\n"
+        f"dataset_kwargs:\n  data_files:\n    test: {json.dumps(str(mc))}\n"
+        "test_split: test\n"
+        "output_type: multiple_choice\n"
+        'doc_to_text: "Question: {{question}}\\nAnswer:"\n'
+        'doc_to_target: "{{label}}"\n'
+        'doc_to_choice: "{{choices}}"\n'
+        "metric_list:\n  - metric: acc\n    aggregation: mean\n    higher_is_better: true\n"
+        "metadata:\n  version: 1.0\n"
+    )
+    (tmp / "hfprune_demo_ppl.yaml").write_text(
+        "task: hfprune_demo_ppl\n"
+        "dataset_path: json\n"
+        f"dataset_kwargs:\n  data_files:\n    test: {json.dumps(str(text))}\n"
+        "test_split: test\n"
+        "output_type: loglikelihood_rolling\n"
+        'doc_to_text: ""\n'
+        'doc_to_target: "{{text}}"\n'
+        "metric_list:\n"
+        "  - metric: word_perplexity\n    aggregation: weighted_perplexity\n    higher_is_better: false\n"
+        "  - metric: byte_perplexity\n    aggregation: weighted_perplexity\n    higher_is_better: false\n"
+        "  - metric: bits_per_byte\n    aggregation: bits_per_byte\n    higher_is_better: false\n"
+        "metadata:\n  version: 1.0\n"
+    )
+    return tmp
+
+
+def load_for_eval(model_path: Path, trust_remote_code: bool = False):
+    import torch
+    from transformers import AutoModelForCausalLM, AutoTokenizer
+
+    from .recover import is_own_modeling_code
+
+    trust = trust_remote_code or is_own_modeling_code(model_path)
+    dtype = torch.bfloat16 if torch.cuda.is_available() else torch.float32
+    model = AutoModelForCausalLM.from_pretrained(model_path, dtype=dtype, trust_remote_code=trust).eval()
+    if torch.cuda.is_available():
+        model = model.to("cuda")
+    try:
+        tokenizer = AutoTokenizer.from_pretrained(model_path, trust_remote_code=trust)
+    except (OSError, ValueError) as e:
+        raise EvalError(f"cannot load the tokenizer of {model_path}: {str(e).splitlines()[0]}") from None
+    return model, tokenizer
+
+
+def evaluate_model(model_path: str | Path, tasks: list[str], *, limit: int | None = None, batch_size: int = 8,
+                   include_path: str | None = None, latency_tokens: int = 32, trust_remote_code: bool = False) -> dict:
+    """Run lm-eval tasks on the checkpoint, and measure its size and generation speed."""
+    import lm_eval
+    from lm_eval.models.huggingface import HFLM
+    from lm_eval.tasks import TaskManager
+
+    model_path = Path(model_path)
+    model, tokenizer = load_for_eval(model_path, trust_remote_code)
+    with tempfile.TemporaryDirectory(prefix="hfprune-tasks-") as tmp:
+        paths = [str(bundled_tasks_dir(Path(tmp)))] + ([include_path] if include_path else [])
+        manager = TaskManager(include_path=paths)
+        unknown = [t for t in tasks if t not in manager.all_tasks]
+        if unknown:
+            raise EvalError(f"unknown lm-eval task {unknown[0]!r}; see `lm_eval ls tasks`, or give --include-path "
+                            "with your task YAML")
+        lm = HFLM(pretrained=model, tokenizer=tokenizer, batch_size=batch_size, device=str(model.device))
+        out = lm_eval.simple_evaluate(model=lm, tasks=list(tasks), limit=limit, task_manager=manager,
+                                      log_samples=False, bootstrap_iters=1000, verbosity="ERROR")
+    raw = {k: out.get(k) for k in ("results", "versions", "n-samples", "higher_is_better", "configs")}
+    raw = json.loads(json.dumps(raw, default=str))
+    return {
+        "model": str(model_path),
+        "tasks": summarize(raw["results"]),
+        "size": model_size(model, model_path),
+        "speed": generation_speed(model, tokenizer, latency_tokens),
+        "settings": {"tasks": list(tasks), "limit": limit, "batch_size": batch_size,
+                     "lm_eval_version": getattr(lm_eval, "__version__", "unknown"), "hfprune_version": __version__},
+        "raw": raw,
+    }
+
+
+def summarize(results: dict) -> dict:
+    """{task: {metric: value, metric_stderr: value}} for the primary metrics of each task."""
+    out = {}
+    for task, metrics in results.items():
+        row = {}
+        for key, value in metrics.items():
+            name, _, filt = key.partition(",")
+            if name in PRIMARY_METRICS and isinstance(value, (int, float)):
+                row[name] = float(value)
+                stderr = metrics.get(f"{name}_stderr,{filt}")
+                if isinstance(stderr, (int, float)):
+                    row[f"{name}_stderr"] = float(stderr)
+        if row:
+            out[task] = row
+    return out
+
+
+def model_size(model, model_path: Path) -> dict:
+    params = sum(p.numel() for p in {id(p): p for p in model.parameters()}.values())
+    disk = sum(p.stat().st_size for p in model_path.glob("*.safetensors"))
+    return {"parameters": params, "bytes_on_disk": disk, "num_layers": model.config.num_hidden_layers}
+
+
+def generation_speed(model, tokenizer, new_tokens: int, repeats: int = 3) -> dict:
+    """Median wall time of greedy generation of `new_tokens` tokens (batch 1) on this machine."""
+    import torch
+
+    ids = tokenizer(LATENCY_PROMPT, return_tensors="pt").input_ids.to(model.device)
+    times = []
+    with torch.no_grad():
+        model.generate(ids, max_new_tokens=2, min_new_tokens=2, do_sample=False, pad_token_id=tokenizer.pad_token_id)
+        for _ in range(repeats):
+            start = time.perf_counter()
+            model.generate(ids, max_new_tokens=new_tokens, min_new_tokens=new_tokens, do_sample=False,
+                           pad_token_id=tokenizer.pad_token_id)
+            if torch.cuda.is_available():
+                torch.cuda.synchronize()
+            times.append(time.perf_counter() - start)
+    median = statistics.median(times)
+    return {"device": str(model.device), "new_tokens": new_tokens, "latency_s": median,
+            "tokens_per_s": new_tokens / median, "prompt_tokens": int(ids.shape[1])}
+
+
+def cached_evaluation(identity: dict, model_path: Path, tasks: list[str], cache_dir: Path | None, **kwargs) -> dict:
+    """evaluate_model, cached under a key of the model identity and every setting."""
+    key = hashlib.sha256(json.dumps({"id": identity, "tasks": tasks, **kwargs, "v": __version__},
+                                    sort_keys=True, default=str).encode()).hexdigest()[:24]
+    path = cache_dir / f"{key}.json" if cache_dir else None
+    if path is not None and path.is_file():
+        result = json.loads(path.read_text())
+        result["cached"] = True
+        return result
+    result = evaluate_model(model_path, tasks, **kwargs)
+    if path is not None:
+        path.parent.mkdir(parents=True, exist_ok=True)
+        tmp = path.with_name(f".{path.name}.tmp")
+        tmp.write_text(json.dumps(result))
+        tmp.replace(path)
+    result["cached"] = False
+    return result

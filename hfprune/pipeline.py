@@ -1,0 +1,280 @@
+"""The only place that knows stage order: source -> plan -> prune -> recover -> eval -> final -> push.
+
+Each stage leaves one artifact in the work dir and is skipped by --resume when that artifact exists. Artifacts are
+written atomically (files via rename, folders via surgery's write-aside-then-rename), so a killed run never leaves
+a half-finished artifact that a resume would trust.
+"""
+
+from __future__ import annotations
+
+import json
+import shutil
+from dataclasses import dataclass, field
+from pathlib import Path
+
+from .errors import HfpruneError, HubError, OutputExistsError
+from .hub import Source, hub_errors, resolve_source
+from .plan import Plan
+from .recipe import Recipe, RecipeError
+
+STAGES = ("source", "plan", "prune", "recover", "eval", "final", "push")
+
+
+@dataclass
+class PipelineResult:
+    work_dir: Path
+    final_dir: Path
+    repo_id: str | None
+    commit: str | None
+    ran: list[str] = field(default_factory=list)
+    skipped: list[str] = field(default_factory=list)
+
+
+def _write_json(path: Path, obj) -> None:
+    tmp = path.with_name(f".{path.name}.tmp")
+    tmp.write_text(json.dumps(obj, indent=2, default=str) + "\n")
+    tmp.replace(path)
+
+
+class Pipeline:
+    def __init__(self, recipe: Recipe, work_dir: str | Path, *, resume: bool = False, overwrite: bool = False,
+                 token: str | None = None, progress: bool = False, eval_cache: Path | None = None,
+                 score_cache: Path | None = None, trust_remote_code: bool = False, echo=print,
+                 keep: tuple[str, ...] = ()):
+        if not recipe.source:
+            raise RecipeError("no SOURCE: give a Hub repo id or folder on the command line or source: in the recipe")
+        if recipe.prune.is_empty:
+            raise RecipeError("nothing to remove: give --drop-last, --drop-layers, --skip-*, --metric M --remove N, "
+                              "or a prune: section in the recipe")
+        self.recipe, self.work = recipe, Path(work_dir)
+        self.resume, self.overwrite, self.token, self.progress = resume, overwrite, token, progress
+        from .evaluate import DEFAULT_EVAL_CACHE
+        from .scoring import DEFAULT_CACHE
+
+        self.eval_cache = eval_cache if eval_cache is not None else DEFAULT_EVAL_CACHE
+        self.score_cache = score_cache if score_cache is not None else DEFAULT_CACHE
+        self.trust_remote_code = trust_remote_code
+        self.echo = echo
+        self.keep = set(keep)  # entries of the work dir that belong to the caller (the demo's source model)
+        self.result = PipelineResult(self.work, self.work / "final", None, None)
+
+    # -------------------------------------------------------------- driver
+    def run(self) -> PipelineResult:
+        self._prepare_work_dir()
+        repo_id = self._check_push_target() if self.recipe.push.enabled else None
+        self.result.repo_id = repo_id
+        source = self._stage("source", self.work / "source.json", self._source)
+        src = Source(Path(source["path"]), source.get("repo_id"), source.get("revision"), source.get("sha"))
+        plan = self._stage("plan", self.work / "plan.json", lambda: self._plan(src))
+        plan = Plan.from_dict(plan)
+        self._stage("prune", self.work / "pruned", lambda: self._prune(src, plan))
+        model_dir = self.work / "pruned"
+        if self.recipe.recover.method != "none":
+            self._stage("recover", self.work / "recovered", self._recover)
+            model_dir = self.work / "recovered"
+        evaluation = self._stage("eval", self.work / "eval.json", lambda: self._evaluate(src))
+        self._stage("final", self.work / "final",
+                    lambda: self._final(src, plan, model_dir, evaluation, repo_id or self._local_repo_id(src, plan)))
+        if repo_id:
+            pushed = self._stage("push", self.work / "push.json", lambda: self._push(repo_id))
+            self.result.commit = pushed["commit"]
+        return self.result
+
+    def _stage(self, name: str, artifact: Path, fn):
+        if self.resume and artifact.exists():
+            self.result.skipped.append(name)
+            self.echo(f"[{name}] done earlier: {artifact}")
+        else:
+            self.echo(f"[{name}] ...")
+            value = fn()
+            if artifact.suffix == ".json" and value is not None:
+                _write_json(artifact, value)
+            self.result.ran.append(name)
+        return json.loads(artifact.read_text()) if artifact.suffix == ".json" else None
+
+    def _prepare_work_dir(self) -> None:
+        recipe_file = self.work / "recipe.yaml"
+        text = self.recipe.to_yaml()
+        if self.work.exists() and any(p.name not in self.keep for p in self.work.iterdir()):
+            if self.resume:
+                if recipe_file.is_file() and recipe_file.read_text() != text:
+                    raise RecipeError(f"--resume: {self.work} was started with a different recipe; use a new "
+                                      "--work-dir or --overwrite")
+            elif self.overwrite:
+                for p in self.work.iterdir():
+                    if p.name not in self.keep:
+                        shutil.rmtree(p) if p.is_dir() else p.unlink()
+            else:
+                raise OutputExistsError(f"work dir {self.work} is not empty; pass --resume to continue it or "
+                                        "--overwrite to start over")
+        self.work.mkdir(parents=True, exist_ok=True)
+        recipe_file.write_text(text)
+
+    # -------------------------------------------------------------- stages
+    def _source(self) -> dict:
+        src = resolve_source(self.recipe.source, token=self.token)
+        if not any(any(src.path.glob(p)) for p in ("tokenizer.json", "tokenizer.model", "vocab.json", "tiktoken*")):
+            raise HfpruneError(f"{self.recipe.source} has no tokenizer files; evaluation and the pushed repo need "
+                               "one (add tokenizer.json or tokenizer.model to the source)")
+        record = src.to_dict()
+        record["license"] = _source_license(src, self.token)
+        return record
+
+    def _plan(self, src: Source) -> dict:
+        p = self.recipe.prune
+        if p.metric:
+            from .scoring import ScoreOptions, score
+
+            opts = ScoreOptions(metric=p.metric, remove=p.remove, data=p.data, samples=p.samples, seq_len=p.seq_len,
+                                seed=p.seed, distance=p.distance, iterative_step=p.iterative_step,
+                                trust_remote_code=self.trust_remote_code)
+            result = score(src.path, opts, scores_path=self.work / "scores.json", cache_dir=self.score_cache,
+                           progress=self.progress)
+            return result.plan.to_dict()
+        from .api import make_plan
+        from .checkpoint import Checkpoint
+
+        ckpt = Checkpoint.open(src.path)
+        plan = make_plan(ckpt.num_layers, drop_last=p.drop_last, drop_layers=p.drop_layers,
+                         skip_attention=p.skip_attention, skip_mlp=p.skip_mlp)
+        if p.drop_last and not (p.drop_layers or p.skip_attention or p.skip_mlp):
+            plan = Plan.from_dict({**plan.to_dict(), "metric": "reverse-order"})
+        return plan.to_dict()
+
+    def _prune(self, src: Source, plan: Plan) -> None:
+        from .surgery import prune_checkpoint
+
+        report = prune_checkpoint(src.path, self.work / "pruned", plan, overwrite=True, progress=self.progress,
+                                  provenance={"source": {k: v for k, v in src.to_dict().items() if k != "path"}})
+        for line in report.lines():
+            self.echo(f"  {line}")
+
+    def _recover(self) -> None:
+        from .recover import RecoverOptions, recover
+
+        r = self.recipe.recover.model_dump()
+        r.pop("method")
+        options = RecoverOptions(method=self.recipe.recover.method, **r)
+        result = recover(self.work / "pruned", self.work / "recovered", options, overwrite=True,
+                         resume=(self.work / "recovered.checkpoints").exists(), progress=self.progress)
+        if result.losses:
+            self.echo(f"  loss {result.losses[0]:.4f} -> {result.losses[-1]:.4f}, {result.tokens_per_s:.0f} tokens/s")
+
+    def _evaluate(self, src: Source) -> dict:
+        from .evaluate import cached_evaluation, evaluate_model
+
+        e = self.recipe.eval
+        kwargs = dict(limit=e.limit, batch_size=e.batch_size, include_path=e.include_path,
+                      latency_tokens=e.latency_tokens, trust_remote_code=self.trust_remote_code)
+        identity = {"sha": src.sha} if src.sha else {"path": str(src.path), "config": (src.path / "config.json").read_text(),
+                                                      "weights": sorted((p.name, p.stat().st_size, p.stat().st_mtime_ns)
+                                                                        for p in src.path.glob("*.safetensors"))}
+        out = {"dense": cached_evaluation(identity, src.path, e.tasks, self.eval_cache, **kwargs)}
+        if out["dense"].get("cached"):
+            self.echo("  dense baseline: reused from the cache")
+        kwargs.pop("trust_remote_code")
+        out["pruned"] = evaluate_model(self.work / "pruned", e.tasks, **kwargs)
+        if self.recipe.recover.method != "none":
+            out["recovered"] = evaluate_model(self.work / "recovered", e.tasks, **kwargs)
+        return out
+
+    def _final(self, src: Source, plan: Plan, model_dir: Path, evaluation: dict, repo_id: str) -> None:
+        from .card import CardInputs, build_card, layer_map_svg
+
+        final = self.work / "final"
+        staging = self.work / ".final.partial"
+        shutil.rmtree(staging, ignore_errors=True)
+        shutil.copytree(model_dir, staging)
+        scores = json.loads((self.work / "scores.json").read_text()) if (self.work / "scores.json").exists() else None
+        source = json.loads((self.work / "source.json").read_text())
+        needs_code = (staging / "modeling_hfprune.py").exists()
+        card = build_card(CardInputs(
+            repo_id=repo_id, source_ref=(f"{src.repo_id}@{src.sha}" if src.repo_id else str(src.path)),
+            base_model=src.repo_id, license=source.get("license"), plan=plan, recipe_yaml=self.recipe.to_yaml(),
+            evaluation=evaluation, scores=scores,
+            recovery=self.recipe.recover.model_dump() if self.recipe.recover.method != "none" else None,
+            needs_remote_code=needs_code))
+        card.save(staging / "README.md")
+        (staging / "layer_map.svg").write_text(layer_map_svg(plan))
+        (staging / "recipe.yaml").write_text(self.recipe.to_yaml())
+        slim = {k: {kk: vv for kk, vv in v.items() if kk != "raw"} for k, v in evaluation.items()}
+        _write_json(staging / "eval.json", slim)
+        _write_json(staging / "lm_eval_results.json", {k: v.get("raw") for k, v in evaluation.items()})
+        if scores:
+            _write_json(staging / "scores.json", scores)
+        shutil.rmtree(final, ignore_errors=True)
+        staging.rename(final)
+
+    def _push(self, repo_id: str) -> dict:
+        from huggingface_hub import HfApi
+
+        api = HfApi(token=self.token)
+        with hub_errors(repo_id, write=True):
+            api.create_repo(repo_id, private=self.recipe.push.private, exist_ok=True)
+            info = api.upload_folder(folder_path=str(self.work / "final"), repo_id=repo_id,
+                                     commit_message="Upload pruned model (hfprune)",
+                                     ignore_patterns=["*.bin", "*.pth", "*.pt", ".*"])
+        self.echo(f"  pushed: {info.commit_url}")
+        return {"repo_id": repo_id, "commit": info.oid, "url": info.commit_url}
+
+    # -------------------------------------------------------------- hub checks
+    def _check_push_target(self) -> str:
+        """Resolve the repo id and prove the token can write there, before any long work."""
+        from huggingface_hub import HfApi, get_token
+        from huggingface_hub.errors import RepositoryNotFoundError
+
+        token = self.token or get_token()
+        if not token:
+            raise HubError("no Hub token: run `hf auth login`, set HF_TOKEN or pass --token (or use --no-push)")
+        self.token = token
+        api = HfApi(token=token)
+        with hub_errors("whoami"):
+            who = api.whoami()
+        repo_id = self.recipe.push.repo_id or self._default_repo_id(who["name"])
+        try:
+            with hub_errors(repo_id, write=True):
+                api.auth_check(repo_id, write=True)
+        except HubError as e:
+            if "was not found" not in str(e):
+                raise
+            role = ((who.get("auth") or {}).get("accessToken") or {}).get("role")
+            if role == "read":
+                raise HubError(f"your token is read-only; it cannot create {repo_id} (use a write token)") from None
+        except RepositoryNotFoundError:
+            pass
+        return repo_id
+
+    def _default_repo_id(self, user: str) -> str:
+        return f"{user}/{self._name_stem()}"
+
+    def _name_stem(self) -> str:
+        from .hub import parse_source
+
+        name = parse_source(self.recipe.source)[0].rstrip("/").split("/")[-1]
+        p = self.recipe.prune
+        tag = (f"drop{p.drop_last}" if p.drop_last else f"{p.metric}{p.remove}" if p.metric else "pruned")
+        method = self.recipe.recover.method
+        return f"{name}-{tag}" + ("" if method == "none" else f"-{method}")
+
+    def _local_repo_id(self, src: Source, plan: Plan) -> str:
+        return f"local/{self._name_stem()}"
+
+
+def _source_license(src: Source, token: str | None) -> str | None:
+    """The base model's licence from its card metadata (Hub or local README.md)."""
+    try:
+        from huggingface_hub import ModelCard
+
+        readme = src.path / "README.md"
+        if readme.is_file():
+            return ModelCard.load(readme).data.license
+        if src.repo_id:
+            from huggingface_hub import HfApi
+
+            info = HfApi(token=token).model_info(src.repo_id, revision=src.sha)
+            return (info.card_data or {}).get("license") if info.card_data else None
+    except (HfpruneError, OSError, ValueError):
+        return None
+    except Exception:  # noqa: BLE001 - a missing licence must never stop the pipeline
+        return None
+    return None

@@ -1,0 +1,265 @@
+"""The whole pipeline: push to a local Hub endpoint and load back, the card, resume, recipes, errors, the demo."""
+
+import json
+import os
+import re
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+import pytest
+from huggingface_hub import ModelCard
+
+from hfprune.card import benchmark_rows
+from hfprune.pipeline import Pipeline
+from hfprune.recipe import Recipe
+
+from .hub_server import FakeHub
+
+TASKS = "hfprune_demo_mc,hfprune_demo_ppl"
+
+
+def hub_env(hub, tmp_path, token="hf_write"):
+    env = dict(os.environ, HF_ENDPOINT=hub.endpoint, HF_HUB_OFFLINE="0", HF_HOME=str(tmp_path / "hf-home"),
+               HF_HUB_CACHE=str(tmp_path / "hf-cache"), HF_HUB_DISABLE_XET="1")
+    env.pop("HF_TOKEN", None)
+    if token:
+        env["HF_TOKEN"] = token
+    return env
+
+
+def cli(env, *args, timeout=600):
+    return subprocess.run([sys.executable, "-m", "hfprune", *map(str, args)], capture_output=True, text=True,
+                          env=env, timeout=timeout)
+
+
+@pytest.fixture(scope="module")
+def pushed(tmp_path_factory, tiny_checkpoints):
+    """One real push of a Hub-hosted tiny model through the local endpoint, shared by the assertions below."""
+    tmp = tmp_path_factory.mktemp("push")
+    from hfprune.tiny import build_tiny_checkpoint
+
+    src = build_tiny_checkpoint(tmp / "src", "llama", num_layers=6)
+    (src / "LICENSE").write_text("test licence")
+    (src / "README.md").write_text("---\nlicense: apache-2.0\n---\n# tiny\n")
+    with FakeHub() as hub:
+        sha = hub.add_repo("org/tiny", src)
+        env = hub_env(hub, tmp)
+        proc = cli(env, "push", "org/tiny", "--drop-last", "2", "--skip-attention", "1", "--tasks", TASKS,
+                   "--limit", "8", "--repo-id", "tester/tiny-pruned", "--work-dir", tmp / "work", "--no-progress")
+        assert proc.returncode == 0, proc.stderr[-3000:]
+        probe = (
+            "import sys, torch, json\n"
+            "from transformers import AutoModelForCausalLM\n"
+            "ids = torch.arange(3, 40).view(1, -1)\n"
+            "out = {}\n"
+            "for name in ('tester/tiny-pruned', sys.argv[1]):\n"
+            "    m = AutoModelForCausalLM.from_pretrained(name, trust_remote_code=True)\n"
+            "    out[name] = m(input_ids=ids).logits.tolist()\n"
+            "print(json.dumps(out))\n"
+        )
+        load = subprocess.run([sys.executable, "-c", probe, str(tmp / "work" / "final")], capture_output=True,
+                              text=True, env=env, timeout=300)
+        assert load.returncode == 0, load.stderr[-3000:]
+        repo = hub.state.repos["tester/tiny-pruned"]
+        yield {"tmp": tmp, "hub_files": dict(repo.commits[-1][1]), "commits": len(repo.commits), "sha": sha,
+               "logits": json.loads(load.stdout.strip().splitlines()[-1]), "stdout": proc.stdout,
+               "requests": list(hub.state.requests)}
+
+
+def test_push_uploads_one_commit_that_loads_with_the_same_logits(pushed):
+    logits = list(pushed["logits"].values())
+    assert logits[0] == logits[1]
+    files = pushed["hub_files"]
+    for name in ("model.safetensors", "config.json", "tokenizer.json", "README.md", "eval.json", "recipe.yaml",
+                 "layer_map.svg", "modeling_hfprune.py", "LICENSE", "generation_config.json"):
+        assert name in files, name
+    assert not any(n.endswith((".bin", ".pth", ".pt")) for n in files)
+    assert pushed["commits"] == 2  # repo creation + exactly one upload commit
+    assert any("/auth-check" in r for r in pushed["requests"])
+
+
+def test_token_is_never_written(pushed):
+    for path in (pushed["tmp"] / "work").rglob("*"):
+        if path.is_file():
+            assert b"hf_write" not in path.read_bytes(), path
+    assert "hf_write" not in pushed["stdout"]
+
+
+def test_card_parses_with_model_index_and_tables_matching_eval_json(pushed):
+    final = pushed["tmp"] / "work" / "final"
+    card = ModelCard.load(final / "README.md")
+    evaluation = json.loads((final / "eval.json").read_text())
+    d = card.data
+    assert d.library_name == "transformers" and d.base_model == "org/tiny" and d.license == "apache-2.0"
+    assert {"pruned", "layer-pruning", "hfprune"} <= set(d.tags)
+    results = {(r.dataset_type, r.metric_type): r.metric_value for r in d.eval_results}
+    for task, metrics in evaluation["pruned"]["tasks"].items():
+        for metric, value in metrics.items():
+            if not metric.endswith("_stderr"):
+                assert results[(task, metric)] == pytest.approx(value, rel=1e-5)
+    table = {}
+    for line in card.text.splitlines():
+        m = re.match(r"\| (hfprune_\w+) \| (\w+) \| (.+) \|$", line)
+        if m:
+            table[(m.group(1), m.group(2))] = [c.strip() for c in m.group(3).split("|")]
+    rows = benchmark_rows(evaluation)
+    assert rows and len(table) == len(rows)
+    for row in rows:
+        cells = table[(row["task"], row["metric"])]
+        dense, pruned = cells[0], cells[1]
+        if row["metric"] == "acc":
+            assert dense.split(" ± ")[0] == f"{100 * row['dense']:.2f}"
+            assert pruned.split(" ± ")[0] == f"{100 * row['pruned']:.2f}"
+            assert dense.split(" ± ")[1] == f"{100 * row['dense_stderr']:.2f}"
+            assert cells[2] == f"{100 * (row['pruned'] - row['dense']):+.2f}"
+        else:
+            assert float(dense) == pytest.approx(row["dense"], rel=1e-3)
+    assert "trust_remote_code=True" in card.text  # a skip map was shipped
+    assert (final / "layer_map.svg").read_text().startswith("<svg")
+    recorded = json.loads((pushed["tmp"] / "work" / "source.json").read_text())
+    assert recorded["sha"] == pushed["sha"]
+
+
+def _local_recipe(src, **extra):
+    data = {"source": str(src), "prune": {"drop_last": 1},
+            "eval": {"tasks": ["hfprune_demo_mc"], "limit": 4, "latency_tokens": 4}, "push": {"enabled": False}}
+    data.update(extra)
+    return Recipe.parse(data)
+
+
+def test_resume_after_a_kill_skips_finished_stages(tiny_checkpoints, tmp_path, monkeypatch):
+    from hfprune.tiny import build_tiny_checkpoint
+
+    src = build_tiny_checkpoint(tmp_path / "src", "llama", num_layers=4)
+    recipe = _local_recipe(src)
+    original = Pipeline._evaluate
+
+    def killed(self, *a):
+        raise KeyboardInterrupt
+
+    monkeypatch.setattr(Pipeline, "_evaluate", killed)
+    with pytest.raises(KeyboardInterrupt):
+        Pipeline(recipe, tmp_path / "w", eval_cache=tmp_path / "ec", echo=lambda *_: None).run()
+    pruned_inode = (tmp_path / "w" / "pruned" / "model.safetensors").stat().st_ino
+    monkeypatch.setattr(Pipeline, "_evaluate", original)
+    calls = []
+    import hfprune.surgery as surgery
+
+    monkeypatch.setattr(surgery, "prune_checkpoint", lambda *a, **k: calls.append("prune"))
+    result = Pipeline(recipe, tmp_path / "w", resume=True, eval_cache=tmp_path / "ec", echo=lambda *_: None).run()
+    assert result.skipped == ["source", "plan", "prune"] and result.ran == ["eval", "final"]
+    assert calls == []
+    assert (tmp_path / "w" / "pruned" / "model.safetensors").stat().st_ino == pruned_inode
+    assert (tmp_path / "w" / "final" / "README.md").exists()
+    # without --resume or --overwrite a used work dir is refused
+    with pytest.raises(Exception, match="--resume"):
+        Pipeline(recipe, tmp_path / "w", echo=lambda *_: None).run()
+
+
+def test_dense_baseline_is_cached_across_recipes(tmp_path):
+    from hfprune.tiny import build_tiny_checkpoint
+
+    src = build_tiny_checkpoint(tmp_path / "src", "llama", num_layers=4)
+    lines = []
+    Pipeline(_local_recipe(src), tmp_path / "a", eval_cache=tmp_path / "ec", echo=lines.append).run()
+    assert not any("reused" in str(x) for x in lines)
+    Pipeline(_local_recipe(src, prune={"drop_layers": [1]}), tmp_path / "b", eval_cache=tmp_path / "ec",
+             echo=lines.append).run()
+    assert any("dense baseline: reused" in str(x) for x in lines)
+    a = json.loads((tmp_path / "a" / "eval.json").read_text())["dense"]["tasks"]
+    b = json.loads((tmp_path / "b" / "eval.json").read_text())["dense"]["tasks"]
+    assert a == b
+
+
+@pytest.mark.parametrize("case,needle", [
+    ("no-token", "no Hub token"),
+    ("read-token", "read-only"),
+    ("gated", "is gated"),
+    ("no-network", "cannot reach the Hub"),
+])
+def test_push_errors_are_one_line(case, needle, tiny_checkpoints, tmp_path):
+    with FakeHub() as hub:
+        hub.add_repo("org/tiny", tiny_checkpoints("llama"))
+        hub.add_repo("org/gated", tiny_checkpoints("llama"), gated=True)
+        token = {"no-token": None, "read-token": "hf_read"}.get(case, "hf_write")
+        env = hub_env(hub, tmp_path, token=token)
+        if case == "no-network":
+            env["HF_ENDPOINT"] = "http://127.0.0.1:9"
+        source = "org/gated" if case == "gated" else "org/tiny"
+        proc = cli(env, "push", source, "--drop-last", "1", "--work-dir", tmp_path / "w", "--tasks", TASKS)
+    lines = proc.stderr.strip().splitlines()
+    assert proc.returncode == 2 and len(lines) == 1 and needle in lines[0], proc.stderr[-2000:]
+    assert not (tmp_path / "w" / "pruned").exists()
+
+
+def test_source_without_tokenizer_is_refused_before_pruning(tiny_checkpoints, tmp_path, capsys):
+    from hfprune.cli import main
+
+    code = main(["push", str(tiny_checkpoints("llama")), "--drop-last", "1", "--no-push", "--work-dir",
+                 str(tmp_path / "w"), "--tasks", "hfprune_demo_mc"])
+    err = capsys.readouterr().err.strip().splitlines()
+    assert code == 2 and len(err) == 1 and "tokenizer" in err[0], err
+    assert not (tmp_path / "w" / "pruned").exists()
+
+
+def test_recipe_unknown_key_is_named(tmp_path):
+    (tmp_path / "r.yaml").write_text("source: x\nprune:\n  drop_lats: 3\n")
+    proc = subprocess.run([sys.executable, "-m", "hfprune", "push", "--recipe", str(tmp_path / "r.yaml"), "--no-push"],
+                          capture_output=True, text=True, timeout=120)
+    lines = proc.stderr.strip().splitlines()
+    assert proc.returncode == 2 and len(lines) == 1 and "'prune.drop_lats'" in lines[0], proc.stderr
+
+
+def test_shipped_recipes_are_valid():
+    configs = Path(__file__).resolve().parents[1] / "configs"
+    recipes = [p for p in configs.glob("*.yaml") if not p.name.startswith("accelerate")]
+    assert len(recipes) >= 4
+    methods = set()
+    for p in recipes:
+        r = Recipe.load(p)
+        methods.add((r.prune.metric or "reverse-order", r.recover.method))
+    assert {("reverse-order", "partial"), ("angular", "qlora"), ("finercut", "none")} <= methods
+
+
+def test_every_help_is_instant():
+    for args in ([], ["prune"], ["score"], ["recover"], ["eval"], ["push"], ["demo"]):
+        start = time.perf_counter()
+        proc = subprocess.run([sys.executable, "-m", "hfprune", *args, "--help"], capture_output=True, text=True)
+        elapsed = time.perf_counter() - start
+        assert proc.returncode == 0 and "usage:" in proc.stdout
+        assert elapsed < 1.0, (args, elapsed)
+
+
+def test_card_template_renders_from_an_installed_wheel(tmp_path):
+    root = Path(__file__).resolve().parents[1]
+    subprocess.run([sys.executable, "-m", "pip", "wheel", str(root), "--no-deps", "--no-build-isolation", "-q",
+                    "-w", str(tmp_path / "whl")], check=True, capture_output=True)
+    wheel = next((tmp_path / "whl").glob("hfprune-*.whl"))
+    subprocess.run([sys.executable, "-m", "pip", "install", "--no-deps", "-q", "--target", str(tmp_path / "site"),
+                    str(wheel)], check=True, capture_output=True)
+    code = ("import hfprune.card as c, sys; p = c.template_path(); print(p); "
+            "assert str(p).startswith(sys.argv[1]), p; "
+            "from hfprune.evaluate import DATA_DIR; assert (DATA_DIR / 'demo_mc.jsonl').is_file(); "
+            "from pathlib import Path; assert (Path(c.__file__).parent / 'remote' / 'modeling_hfprune.py.in').is_file()")
+    proc = subprocess.run([sys.executable, "-c", code, str(tmp_path / "site")], capture_output=True, text=True,
+                          env=dict(os.environ, PYTHONPATH=str(tmp_path / "site")), cwd=tmp_path)
+    assert proc.returncode == 0, proc.stderr
+
+
+def test_demo_runs_the_whole_pipeline_offline(tmp_path):
+    start = time.perf_counter()
+    env = dict(os.environ, HF_HUB_OFFLINE="1", HF_HOME=str(tmp_path / "hf"))
+    proc = subprocess.run([sys.executable, "-m", "hfprune", "demo", "--work-dir", str(tmp_path / "demo")],
+                          capture_output=True, text=True, env=env, timeout=600)
+    assert proc.returncode == 0, proc.stderr[-3000:]
+    assert time.perf_counter() - start < 180
+    work = tmp_path / "demo"
+    for artifact in ("source.json", "plan.json", "pruned", "recovered", "eval.json", "final/README.md",
+                     "final/model.safetensors", "final/layer_map.svg"):
+        assert (work / artifact).exists(), artifact
+    evaluation = json.loads((work / "eval.json").read_text())
+    assert set(evaluation) == {"dense", "pruned", "recovered"}
+    card = ModelCard.load(work / "final" / "README.md")
+    assert card.data.eval_results
