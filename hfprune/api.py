@@ -69,6 +69,14 @@ def prune(source: str | Path, output: str | Path | None = None, *, plan: Plan | 
         if output is None:
             raise PlanError("give an output folder with -o OUT (or use --dry-run)")
         check_output(Path(output), overwrite)
+    elif not allow_pickle:
+        from .hub import remote_headers
+
+        remote = remote_headers(str(source), token=token)
+        if remote is not None:
+            src, files = remote
+            ckpt = Checkpoint.open(src.path, files=files)
+            return _dry_run(src, ckpt, plan or make_plan(ckpt.num_layers, **plan_options))
     src = resolve_source(str(source), token=token, allow_pickle=allow_pickle)
     with tempfile.TemporaryDirectory(prefix="hfprune-convert-") as tmp:
         folder = src.path
@@ -81,11 +89,16 @@ def prune(source: str | Path, output: str | Path | None = None, *, plan: Plan | 
             plan = make_plan(ckpt.num_layers, **plan_options)
         plan.check_model(ckpt.num_layers)
         if dry_run:
-            # tensor_renames inside size_report also proves every skipped tensor can be attributed
-            from .config_edit import edit_config
-
-            edit_config(ckpt.config, plan, ckpt.arch)
-            return PruneResult(src, plan, size_report(ckpt, plan), None)
+            return _dry_run(src, ckpt, plan)
         report = prune_checkpoint(folder, output, plan, overwrite=overwrite, progress=progress,
                                   provenance={"source": {k: v for k, v in src.to_dict().items() if k != "path"}})
     return PruneResult(src, plan, report, Path(output))
+
+
+def _dry_run(src: Source, ckpt: Checkpoint, plan: Plan) -> PruneResult:
+    """Everything prune would check and report, nothing written."""
+    from .config_edit import edit_config
+
+    plan.check_model(ckpt.num_layers)
+    edit_config(ckpt.config, plan, ckpt.arch)  # refuses unknown per-layer fields now, not after a download
+    return PruneResult(src, plan, size_report(ckpt, plan), None)  # size_report attributes every removed tensor

@@ -50,8 +50,12 @@ class Checkpoint:
     layer_prefix: str
 
     @classmethod
-    def open(cls, path: str | Path) -> "Checkpoint":
-        """Read config and safetensors headers; refuse pickle-only, corrupt or inconsistent checkpoints."""
+    def open(cls, path: str | Path, files: list[SafetensorsFile] | None = None) -> "Checkpoint":
+        """Read config and safetensors headers; refuse pickle-only, corrupt or inconsistent checkpoints.
+
+        `files` supplies headers read elsewhere (a Hub dry run reads them over HTTP); the folder then needs only
+        config.json.
+        """
         folder = Path(path)
         if not folder.is_dir():
             raise CheckpointError(f"{folder} is not a folder")
@@ -61,7 +65,10 @@ class Checkpoint:
         n = dec.get("num_hidden_layers")
         if not isinstance(n, int) or n < 1:
             raise CheckpointError(f"{folder}/config.json has no valid num_hidden_layers")
-        files, index_meta = _open_weights(folder)
+        if files is None:
+            files, index_meta = _open_weights(folder)
+        else:
+            index_meta = {} if len(files) > 1 else None
         names = [t for f in files for t in f.tensors]
         prefix = next((p for p in arch.layer_prefixes if any(t.startswith(p) for t in names)), None)
         if prefix is None:

@@ -63,6 +63,32 @@ def resolve_source(source: str, *, token: str | None = None, allow_pickle: bool 
     return Source(Path(path), repo_id, revision, info.sha)
 
 
+def remote_headers(source: str, *, token: str | None = None, endpoint: str | None = None):
+    """For a Hub source: (Source with a snapshot of config.json only, [SafetensorsFile]) read through HTTP range
+    requests on the safetensors headers, so a dry run downloads no weights. None for a local folder."""
+    if Path(source).expanduser().is_dir():
+        return None
+    from huggingface_hub import HfApi, snapshot_download
+
+    from .safetensors_io import SafetensorsFile, TensorInfo
+
+    repo_id, revision = parse_source(source)
+    if not _REPO_ID.match(repo_id):
+        return None
+    api = HfApi(endpoint=endpoint, token=token)
+    with hub_errors(repo_id, revision):
+        info = api.model_info(repo_id, revision=revision)
+        path = snapshot_download(repo_id, revision=info.sha, allow_patterns=["config.json"], token=token,
+                                 endpoint=endpoint)
+        meta = api.get_safetensors_metadata(repo_id, revision=info.sha)
+    files = []
+    for name, fm in sorted(meta.files_metadata.items()):
+        tensors = {t: TensorInfo(t, ti.dtype, tuple(ti.shape), ti.data_offsets[0], ti.data_offsets[1])
+                   for t, ti in fm.tensors.items()}
+        files.append(SafetensorsFile(Path(name), tensors, dict(fm.metadata or {})))
+    return Source(Path(path), repo_id, revision, info.sha), files
+
+
 class hub_errors:
     """Context manager turning huggingface_hub's exceptions into one-line HubErrors."""
 

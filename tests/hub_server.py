@@ -110,7 +110,8 @@ class Handler(BaseHTTPRequestHandler):
     def do_GET(self):
         url = urlparse(self.path)
         path = unquote(url.path)
-        self.state.requests.append(f"{self.command} {path}")
+        rng = self.headers.get("Range")
+        self.state.requests.append(f"{self.command} {path}" + (f" range={rng}" if rng else ""))
         if path == "/api/whoami-v2":
             role = self._token_role()
             if role is None:

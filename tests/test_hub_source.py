@@ -66,3 +66,18 @@ def test_no_network_is_one_line(tmp_path):
     assert proc.returncode == 2
     lines = proc.stderr.strip().splitlines()
     assert len(lines) == 1 and "cannot reach the Hub" in lines[0], proc.stderr
+
+
+def test_dry_run_from_hub_reads_headers_only(hub, tmp_path):
+    from hfprune.tiny import build_tiny_checkpoint
+
+    src = build_tiny_checkpoint(tmp_path / "src", "llama", num_layers=6, tokenizer=False, max_shard_size="300KB")
+    hub.add_repo("org/sharded", src)
+    proc = _cli(hub, "prune", "org/sharded", "--drop-last", "2", "--dry-run")
+    assert proc.returncode == 0, proc.stderr
+    local = _cli(hub, "prune", str(src), "--drop-last", "2", "--dry-run")
+    # the same plan and sizes as a dry run on the local copy
+    assert proc.stdout.splitlines()[2:] == local.stdout.splitlines()[2:]
+    weight_gets = [r for r in hub.state.requests if r.startswith("GET") and ".safetensors" in r and "resolve" in r]
+    assert weight_gets and all(" range=bytes=" in r for r in weight_gets), weight_gets  # header ranges only
+    assert not list((tmp_path / "hf-cache").rglob("*.safetensors"))
