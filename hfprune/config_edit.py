@@ -19,8 +19,9 @@ PER_LAYER_LISTS = {"layer_types", "mlp_layer_types", "no_rope_layers", "layers_b
 INDEX_LISTS = {"mlp_only_layers"}
 # "Layers with index < value behave one way, the rest another": recount over the kept layers.
 THRESHOLDS = {"max_window_layers", "first_k_dense_replace"}
-# Periodic encodings made redundant once layer_types is written out explicitly.
-PERIODIC = {"sliding_window_pattern", "_sliding_window_pattern"}
+# Periodic encodings of a per-layer list, made redundant (and wrong after renumbering) once that list is explicit.
+PERIODIC = {"sliding_window_pattern": "layer_types", "_sliding_window_pattern": "layer_types",
+            "no_rope_layer_interval": "no_rope_layers"}
 # Keys mentioning layers that do not index the layer stack.
 NOT_PER_LAYER = {
     "num_hidden_layers", "layer_norm_eps", "layer_norm_epsilon", "layerdrop", "decoder_sparse_step",
@@ -29,7 +30,7 @@ NOT_PER_LAYER = {
 # Lists that are never per-layer even when their length happens to equal the layer count.
 NON_LAYER_LISTS = {"architectures", "eos_token_id", "bos_token_id", "pad_token_id", "bad_words_ids",
                    "suppress_tokens", "begin_suppress_tokens"}
-KNOWN = PER_LAYER_LISTS | INDEX_LISTS | THRESHOLDS | PERIODIC | NOT_PER_LAYER
+KNOWN = PER_LAYER_LISTS | INDEX_LISTS | THRESHOLDS | set(PERIODIC) | NOT_PER_LAYER
 
 MODELING_FILE = "modeling_hfprune.py"
 SKIP_CONFIG_CLASS = "HfprunePrunedConfig"
@@ -68,9 +69,9 @@ def edit_config(config: dict, plan: Plan, arch: Architecture, derived: dict[str,
     for key, values in (derived or {}).items():
         if key not in dec:
             dec[key] = list(values)
-    if "layer_types" in dec:
-        for key in PERIODIC:
-            dec.pop(key, None)
+    for key, explicit in PERIODIC.items():
+        if key in dec and explicit in dec:
+            dec.pop(key)
 
     _rewrite_moe_sparsity(dec, kept, new)
 

@@ -30,6 +30,13 @@ TINY_CONFIGS: dict[str, dict] = {
     "qwen2_moe": dict(_COMMON, model_type="qwen2_moe", num_experts=4, num_experts_per_tok=2, moe_intermediate_size=32,
                       shared_expert_intermediate_size=64, decoder_sparse_step=2, mlp_only_layers=[4]),
     "olmo2": dict(_COMMON, model_type="olmo2", num_key_value_heads=4),
+    "olmo3": dict(_COMMON, model_type="olmo3", num_key_value_heads=4, sliding_window=8),
+    "qwen3_moe": dict(_COMMON, model_type="qwen3_moe", head_dim=16, num_experts=4, num_experts_per_tok=2,
+                      moe_intermediate_size=32, decoder_sparse_step=1, mlp_only_layers=[0, 3]),
+    "smollm3": dict(_COMMON, model_type="smollm3", no_rope_layer_interval=3),
+    "granite": dict(_COMMON, model_type="granite", residual_multiplier=0.5, embedding_multiplier=2.0,
+                    logits_scaling=4.0, attention_multiplier=0.2),
+    "gemma": dict(_COMMON, model_type="gemma", head_dim=16),
 }
 
 DEMO_TEXT = (

@@ -112,6 +112,10 @@ def test_config_fields_sliced_remapped_and_recounted(tiny_checkpoints, tmp_path)
     assert c["layer_types"] == ["sliding_attention", "full_attention", "sliding_attention", "sliding_attention",
                                 "full_attention"]
     assert "sliding_window_pattern" not in c and "_sliding_window_pattern" not in c
+    # SmolLM3: the NoPE interval becomes an explicit per-layer list, then sliced
+    prune(tiny_checkpoints("smollm3"), tmp_path / "s", drop_layers="0")
+    c = json.loads((tmp_path / "s" / "config.json").read_text())
+    assert c["no_rope_layers"] == [1, 0, 1, 1, 0] and "no_rope_layer_interval" not in c
 
 
 def test_gemma_layer_types_materialised_when_config_omits_them(tiny_checkpoints, tmp_path):
