@@ -46,6 +46,10 @@ class Pipeline:
         if recipe.prune.is_empty:
             raise RecipeError("nothing to remove: give --drop-last, --drop-layers, --skip-*, --metric M --remove N, "
                               "or a prune: section in the recipe")
+        if recipe.recover.method != "none":
+            from .recover import RecoverOptions, validate_options
+
+            validate_options(RecoverOptions(**recipe.recover.model_dump()))  # fail before any long work
         self.recipe, self.work = recipe, Path(work_dir)
         self.resume, self.overwrite, self.token, self.progress = resume, overwrite, token, progress
         from .evaluate import DEFAULT_EVAL_CACHE
@@ -152,9 +156,7 @@ class Pipeline:
     def _recover(self) -> None:
         from .recover import RecoverOptions, recover
 
-        r = self.recipe.recover.model_dump()
-        r.pop("method")
-        options = RecoverOptions(method=self.recipe.recover.method, **r)
+        options = RecoverOptions(**self.recipe.recover.model_dump())
         result = recover(self.work / "pruned", self.work / "recovered", options, overwrite=True,
                          resume=(self.work / "recovered.checkpoints").exists(), progress=self.progress)
         if result.losses:

@@ -11,6 +11,7 @@ from typing import Literal
 from pydantic import BaseModel, ConfigDict, Field, ValidationError, model_validator
 
 from .errors import HfpruneError
+from .recover import RecoverOptions
 
 DEFAULT_TASKS = ["piqa", "hellaswag", "openbookqa", "arc_easy", "arc_challenge", "mmlu", "cmmlu", "winogrande",
                  "wikitext"]
@@ -56,25 +57,11 @@ class PruneSection(_Strict):
         return not (self.drop_last or self.drop_layers or self.skip_attention or self.skip_mlp or self.metric)
 
 
-class RecoverSection(_Strict):
+class RecoverSection(RecoverOptions):
+    """recover.RecoverOptions, plus "none" (no recovery, the default in a recipe)."""
+
+    model_config = ConfigDict(extra="forbid", validate_assignment=True)
     method: Literal["partial", "lora", "qlora", "none"] = "none"
-    dataset: str = "alpaca"
-    last_k: int = Field(default=3, ge=1)
-    train_layers: list[int] | None = None
-    tied_embeddings: Literal["untie", "freeze"] = "untie"
-    lora_r: int = 8
-    lora_alpha: int = 16
-    lora_dropout: float = 0.05
-    lr: float = 1e-5
-    epochs: float = 2.0
-    batch_size: int = 64
-    micro_batch_size: int = 4
-    warmup_steps: int = 100
-    max_length: int | None = None
-    max_steps: int = -1
-    max_samples: int | None = None
-    prompt: Literal["alpaca", "chat"] = "alpaca"
-    seed: int = 0
 
 
 class EvalSection(_Strict):

@@ -12,8 +12,10 @@ import json
 import shutil
 import tempfile
 import time
-from dataclasses import asdict, dataclass, field
+from dataclasses import dataclass
 from pathlib import Path
+
+from pydantic import BaseModel, ConfigDict, Field
 
 from . import __version__
 from .checkpoint import read_config
@@ -30,9 +32,13 @@ class RecoveryError(HfpruneError):
     """Recovery cannot run as asked (no CUDA for QLoRA, bad layer list, nothing to resume)."""
 
 
-@dataclass
-class RecoverOptions:
-    """Training recipe. Defaults are the seed paper's: AdamW, lr 1e-5, batch 64, 2 epochs, 100 warm-up steps."""
+class RecoverOptions(BaseModel):
+    """Training recipe. Defaults are the seed paper's: AdamW, lr 1e-5, batch 64, 2 epochs, 100 warm-up steps.
+
+    It is also the `recover:` section of a recipe (see recipe.RecoverSection), so the defaults live here only.
+    """
+
+    model_config = ConfigDict(extra="forbid")
 
     method: str = "partial"
     dataset: str = "alpaca"
@@ -42,7 +48,7 @@ class RecoverOptions:
     lora_r: int = 8
     lora_alpha: int = 16
     lora_dropout: float = 0.05
-    lora_targets: list[str] = field(default_factory=lambda: list(DEFAULT_LORA_TARGETS))
+    lora_targets: list[str] = Field(default_factory=lambda: list(DEFAULT_LORA_TARGETS))
     lr: float = 1e-5
     epochs: float = 2.0
     batch_size: int = 64
@@ -77,7 +83,7 @@ def recover(model_path: str | Path, output: str | Path, options: RecoverOptions,
             resume: bool = False, progress: bool = False, _stop_after_steps: int | None = None) -> RecoverResult:
     """Fine-tune the checkpoint at `model_path` and write the healed checkpoint to `output`."""
     model_path, output = Path(model_path), Path(output)
-    _validate(options)
+    validate_options(options)
     check_output(output, overwrite)
     config = read_config(model_path)
     num_layers = config.get("num_hidden_layers") or config.get("text_config", {}).get("num_hidden_layers")
@@ -126,7 +132,8 @@ def recover(model_path: str | Path, output: str | Path, options: RecoverOptions,
 
 # ---------------------------------------------------------------- validation and setup
 
-def _validate(o: RecoverOptions) -> None:
+def validate_options(o: RecoverOptions) -> None:
+    """Refuse impossible recovery settings with one line, before any data or model is loaded."""
     if o.method not in METHODS:
         raise PlanError(f"unknown recovery method {o.method!r}; choose one of {', '.join(METHODS)}")
     if o.tied_embeddings not in ("untie", "freeze"):
@@ -361,7 +368,7 @@ def _save(model, model_path: Path, output: Path, config: dict, o: RecoverOptions
         record = {}
         if (model_path / PROVENANCE_FILE).is_file():
             record = json.loads((model_path / PROVENANCE_FILE).read_text())
-        recipe = asdict(o)
+        recipe = o.model_dump()
         recipe.update({"tied_embeddings_result": tied, "train_layers": train_layers})
         record.update({"hfprune_version": __version__, "recovery": recipe})
         (staging / PROVENANCE_FILE).write_text(json.dumps(record, indent=2) + "\n")
