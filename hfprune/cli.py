@@ -131,6 +131,8 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--metric", help="choose the layers with this metric (see hfprune score)")
     p.add_argument("--remove", type=int, metavar="N", help="with --metric: how many layers (finercut: sub-blocks)")
     p.add_argument("--data", help="calibration data for --metric")
+    p.add_argument("--iterative-step", type=int, metavar="K",
+                   help="with --metric: remove K layers at a time, healing (with --recover) and rescoring between")
     p.add_argument("--recover", choices=["partial", "lora", "qlora", "none"], help="recovery method (default: none)")
     p.add_argument("--dataset", help="recovery data: alpaca, dolly, a Hub id or a local .json/.jsonl")
     p.add_argument("--tasks", help="comma-separated lm-eval tasks")
@@ -237,7 +239,8 @@ def _cmd_push(args) -> int:
     recipe = recipe.override(**{
         "source": args.source, "prune.drop_last": args.drop_last, "prune.drop_layers": args.drop_layers,
         "prune.skip_attention": args.skip_attention, "prune.skip_mlp": args.skip_mlp, "prune.metric": args.metric,
-        "prune.remove": args.remove, "prune.data": args.data, "recover.method": args.recover,
+        "prune.remove": args.remove, "prune.data": args.data, "prune.iterative_step": args.iterative_step,
+        "recover.method": args.recover,
         "recover.dataset": args.dataset,
         "eval.tasks": [t for t in args.tasks.split(",") if t] if args.tasks else None, "eval.limit": args.limit,
         "eval.include_path": args.include_path, "push.repo_id": args.repo_id, "push.private": args.private,

@@ -126,6 +126,8 @@ class Pipeline:
 
     def _plan(self, src: Source) -> dict:
         p = self.recipe.prune
+        if p.metric and p.iterative_step and self.recipe.recover.method != "none":
+            return self._iterative_plan(src)
         if p.metric:
             from .scoring import ScoreOptions, score
 
@@ -145,8 +147,34 @@ class Pipeline:
             plan = Plan.from_dict({**plan.to_dict(), "metric": "reverse-order"})
         return plan.to_dict()
 
+    def _iterative_plan(self, src: Source) -> dict:
+        """Prune k, heal, rescore, repeat; the last round's pruned checkpoint becomes the prune stage's output."""
+        from .iterative import iterative_prune
+        from .recover import RecoverOptions
+        from .scoring import ScoreOptions
+
+        p = self.recipe.prune
+        opts = ScoreOptions(metric=p.metric, remove=p.remove, data=p.data, samples=p.samples, seq_len=p.seq_len,
+                            seed=p.seed, trust_remote_code=self.trust_remote_code)
+        plan, rounds = iterative_prune(src.path, self.work / "iterative" / "final-pruned", score_options=opts,
+                                       step=p.iterative_step,
+                                       recover_options=RecoverOptions(**self.recipe.recover.model_dump()),
+                                       work=self.work / "iterative" / "rounds", score_cache=self.score_cache,
+                                       progress=self.progress, echo=self.echo)
+        _write_json(self.work / "scores.json", {"format": "hfprune-scores", "version": 1, "metric": p.metric,
+                                                "mode": "iterative-with-recovery", "rounds": rounds,
+                                                "num_layers": plan.num_layers, "remove": p.remove,
+                                                "plan": plan.to_dict()})
+        return plan.to_dict()
+
     def _prune(self, src: Source, plan: Plan) -> None:
         from .surgery import prune_checkpoint
+
+        iterated = self.work / "iterative" / "final-pruned"
+        if plan.extra.get("recovery_between_steps"):
+            # the rounds already pruned (and healed in between); surgery on the original would lose that healing
+            iterated.rename(self.work / "pruned")
+            return
 
         report = prune_checkpoint(src.path, self.work / "pruned", plan, overwrite=True, progress=self.progress,
                                   provenance={"source": {k: v for k, v in src.to_dict().items() if k != "path"}})

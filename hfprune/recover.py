@@ -313,6 +313,7 @@ def _train(model, tokenizer, rows, o: RecoverOptions, ckpt_dir: Path, resume: bo
         optim="adamw_torch", lr_scheduler_type="linear", logging_steps=1, save_steps=o.save_steps,
         save_total_limit=2, seed=o.seed, data_seed=o.seed, report_to=[], disable_tqdm=not progress,
         remove_unused_columns=False, bf16=torch.cuda.is_available(), dataloader_num_workers=0,
+        dataloader_pin_memory=torch.cuda.is_available(),
         save_only_model=False,
     )
     trainer = Trainer(model=model, args=args, train_dataset=rows, data_collator=Collator(), callbacks=[Progress()])

@@ -13,6 +13,7 @@ from huggingface_hub import ModelCard
 
 from hfprune.card import benchmark_rows
 from hfprune.pipeline import Pipeline
+from hfprune.plan import Plan
 from hfprune.recipe import Recipe
 
 from .hub_server import FakeHub
@@ -263,3 +264,42 @@ def test_demo_runs_the_whole_pipeline_offline(tmp_path):
     assert set(evaluation) == {"dense", "pruned", "recovered"}
     card = ModelCard.load(work / "final" / "README.md")
     assert card.data.eval_results
+
+
+def test_iterative_pruning_with_recovery_between_steps(tmp_path):
+    from safetensors.torch import load_file
+
+    from hfprune.evaluate import DATA_DIR
+    from hfprune.tiny import build_tiny_checkpoint
+
+    src = build_tiny_checkpoint(tmp_path / "src", "llama", num_layers=6)
+    (tmp_path / "calib.txt").write_text((DATA_DIR / "demo_text.jsonl").read_text() * 20)
+    recipe = Recipe.parse({
+        "source": str(src),
+        "prune": {"metric": "block-influence", "remove": 2, "iterative_step": 1, "data": str(tmp_path / "calib.txt"),
+                  "samples": 2, "seq_len": 16},
+        "recover": {"method": "partial", "dataset": str(DATA_DIR / "demo_instructions.jsonl"), "last_k": 1,
+                    "lr": 1e-2, "batch_size": 4, "micro_batch_size": 4, "warmup_steps": 0, "max_steps": 2},
+        "eval": {"tasks": ["hfprune_demo_mc"], "limit": 4, "latency_tokens": 4}, "push": {"enabled": False}})
+    Pipeline(recipe, tmp_path / "w", eval_cache=tmp_path / "ec", score_cache=tmp_path / "sc",
+             echo=lambda *_: None).run()
+    plan = Plan.from_dict(json.loads((tmp_path / "w" / "plan.json").read_text()))
+    scores = json.loads((tmp_path / "w" / "scores.json").read_text())
+    assert len(plan.drop_layers) == 2 and plan.extra["recovery_between_steps"] == "partial"
+    assert [r["round"] for r in scores["rounds"]] == [0, 1]
+    assert sorted(sum((r["removed_source_layers"] for r in scores["rounds"]), [])) == list(plan.drop_layers)
+    assert scores["rounds"][0]["recovery_loss"] and "recovery_loss" not in scores["rounds"][1]
+    # the first round's healing is in the pruned weights: they differ from one-shot surgery with the same plan
+    from hfprune.surgery import prune_checkpoint
+
+    prune_checkpoint(src, tmp_path / "oneshot", plan)
+    a = load_file(tmp_path / "w" / "pruned" / "model.safetensors")
+    b = load_file(tmp_path / "oneshot" / "model.safetensors")
+    assert a.keys() == b.keys() and any(not torch_equal(a[k], b[k]) for k in a)
+    assert (tmp_path / "w" / "final" / "README.md").exists()
+
+
+def torch_equal(x, y):
+    import torch
+
+    return torch.equal(x, y)
