@@ -28,6 +28,8 @@ class Architecture:
     text_config_key: str | None = None
     # The module whose input is the residual stream between the attention and FFN sub-blocks.
     mlp_entry: str = "post_attention_layernorm"
+    # Class-name endings of the checkpoints this layout accepts.
+    heads: tuple[str, ...] = ("ForCausalLM",)
     # Per-layer lists that transformers' config class computes when config.json omits them. Surgery asks
     # transformers for them (and only then imports it) so that they can be written out before slicing.
     derived_lists: tuple[str, ...] = ()
@@ -62,6 +64,15 @@ _OLMO3 = Architecture(
 )
 _MIXTRAL = Architecture("mixtral", disk_aliases={"block_sparse_moe": "mlp"})
 
+# Multimodal wrapper: the decoder's layers and config are nested (text_config); only whole layers can be dropped.
+_GEMMA3_VLM = Architecture(
+    "gemma3",
+    layer_prefixes=("language_model.model.layers.", "model.language_model.layers."),
+    attention=_GEMMA.attention, mlp=_GEMMA.mlp, mlp_entry=_GEMMA.mlp_entry,
+    text_config_key="text_config", heads=("ForConditionalGeneration", "ForCausalLM"),
+    derived_lists=("layer_types",),
+)
+
 ARCHITECTURES: dict[str, Architecture] = {
     "llama": _LLAMA,
     "mistral": _LLAMA,
@@ -76,6 +87,7 @@ ARCHITECTURES: dict[str, Architecture] = {
     "gemma": _LLAMA,
     "gemma2": _GEMMA,
     "gemma3_text": _GEMMA,
+    "gemma3": _GEMMA3_VLM,
     "olmo2": _OLMO2,
     "olmo3": _OLMO3,
 }
@@ -106,8 +118,9 @@ def architecture_for(config: dict) -> Architecture:
             "supported: " + ", ".join(sorted(ARCHITECTURES))
         )
     archs = config.get("architectures") or []
-    if archs and not any(a.endswith("ForCausalLM") for a in archs):
+    if archs and not any(a.endswith(arch.heads) for a in archs):
         raise CheckpointError(
-            f"architectures {archs} has no *ForCausalLM head; hfprune prunes causal LM checkpoints only"
+            f"architectures {archs} has no {' or '.join('*' + h for h in arch.heads)} head; "
+            "hfprune prunes causal LM checkpoints only"
         )
     return arch

@@ -37,6 +37,13 @@ TINY_CONFIGS: dict[str, dict] = {
     "granite": dict(_COMMON, model_type="granite", residual_multiplier=0.5, embedding_multiplier=2.0,
                     logits_scaling=4.0, attention_multiplier=0.2),
     "gemma": dict(_COMMON, model_type="gemma", head_dim=16),
+    # multimodal wrapper: a Gemma 3 decoder nested under text_config, with a one-layer vision tower
+    "gemma3": dict(model_type="gemma3", mm_tokens_per_image=4, image_token_index=5, boi_token_index=6,
+                   eoi_token_index=7,
+                   text_config=dict(_COMMON, head_dim=16, sliding_window=8, query_pre_attn_scalar=16,
+                                    sliding_window_pattern=3),
+                   vision_config=dict(hidden_size=32, intermediate_size=64, num_hidden_layers=1,
+                                      num_attention_heads=2, image_size=28, patch_size=14)),
 }
 
 DEMO_TEXT = (
@@ -54,8 +61,11 @@ def tiny_config(model_type: str, num_layers: int = 6, **overrides):
     from transformers import AutoConfig
 
     spec = dict(TINY_CONFIGS[model_type])
-    spec.update(overrides)
     kind = spec.pop("model_type")
+    if "text_config" in spec:
+        spec["text_config"] = dict(spec["text_config"], num_hidden_layers=num_layers, **overrides)
+        return AutoConfig.for_model(kind, **spec)
+    spec.update(overrides)
     return AutoConfig.for_model(kind, num_hidden_layers=num_layers, **spec)
 
 
@@ -102,9 +112,8 @@ def build_tiny_checkpoint(folder: str | Path, model_type: str = "llama", num_lay
     model = build_tiny_model(model_type, num_layers, seed, **overrides)
     tok = train_tokenizer(folder if tokenizer else None) if tokenizer else None
     if tok is not None:
-        model.config.pad_token_id = tok.pad_token_id
-        model.config.bos_token_id = tok.bos_token_id
-        model.config.eos_token_id = tok.eos_token_id
+        target = model.config.get_text_config()
+        target.pad_token_id, target.bos_token_id, target.eos_token_id = tok.pad_token_id, tok.bos_token_id, tok.eos_token_id
     kwargs = {"max_shard_size": max_shard_size} if max_shard_size else {}
     model.save_pretrained(str(folder), **kwargs)
     return folder

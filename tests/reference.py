@@ -26,7 +26,7 @@ def bypassed(model, drop=(), skip_attention=(), skip_mlp=()):
             return (torch.zeros_like(output[0]),) + tuple(output[1:])
         return torch.zeros_like(output)
 
-    layers = model.model.layers
+    layers = model.get_decoder().layers
     for i in drop:
         handles.append(layers[i].register_forward_hook(identity_layer, with_kwargs=True))
     for i in skip_attention:
