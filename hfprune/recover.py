@@ -118,6 +118,11 @@ def recover(model_path: str | Path, output: str | Path, options: RecoverOptions,
     else:
         model = _setup_lora(model, options)
     trainable = sum(p.numel() for p in model.parameters() if p.requires_grad)
+    for p in model.parameters():
+        if p.requires_grad and p.dtype in (torch.bfloat16, torch.float16):
+            # master weights in fp32: a 1e-5 step is below bf16's resolution for most weights (autocast keeps
+            # the matmuls in bf16); the frozen rest stays in the low-precision dtype
+            p.data = p.data.float()
 
     tracker, resumed_from = _train(model, tokenizer, rows, options, ckpt_dir, resume, progress, _stop_after_steps)
     model.eval()  # no dropout from here on: merging and saving see the deterministic network
@@ -125,7 +130,6 @@ def recover(model_path: str | Path, output: str | Path, options: RecoverOptions,
         model = _merge(model, model_path, options, ckpt_dir)
     _save(model, model_path, output, config, options, tied, train_layers, overwrite)
     shutil.rmtree(ckpt_dir, ignore_errors=True)
-    del torch
     return RecoverResult(output, trainable, total, tracker.losses, tracker.tokens_per_s(), tied, train_layers,
                          resumed_from)
 
@@ -202,9 +206,8 @@ def _load_for_training(model_path: Path, o: RecoverOptions, config: dict):
         kwargs["device_map"] = {"": 0}
     else:
         kwargs["dtype"] = torch.bfloat16 if torch.cuda.is_available() else torch.float32
+    # Device placement is left to Trainer, so FSDP/DeepSpeed launches get an unplaced model.
     model = AutoModelForCausalLM.from_pretrained(model_path, **kwargs)
-    if torch.cuda.is_available() and o.method != "qlora":
-        model = model.to("cuda")
     tied = bool(config.get("tie_word_embeddings", False))
     return model, ("tied" if tied else None)
 
