@@ -19,29 +19,45 @@ class Architecture:
     family: str
     # Tensor-name prefixes that precede the layer index, in the order they are tried.
     layer_prefixes: tuple[str, ...] = ("model.layers.",)
-    # In-memory submodule names (also the on-disk names unless aliased below).
+    # In-memory submodule names (also the on-disk names unless aliased below). The first of each is the
+    # attention (resp. FFN) module itself, the rest are norms that only it uses.
     attention: tuple[str, ...] = ("self_attn", "input_layernorm")
     mlp: tuple[str, ...] = ("mlp", "post_attention_layernorm")
+    # Norms that feed both sub-blocks (parallel attention/FFN layers): kept unless the whole layer goes.
+    shared: tuple[str, ...] = ()
+    # attention and FFN read the same input and their outputs are summed (no residual between them)
+    parallel: bool = False
     # On-disk submodule names that differ from the in-memory ones (legacy checkpoints).
     disk_aliases: dict[str, str] = field(default_factory=dict)
     # Key of the nested decoder config, for multimodal wrappers; None when the decoder config is the top level.
     text_config_key: str | None = None
-    # The module whose input is the residual stream between the attention and FFN sub-blocks.
-    mlp_entry: str = "post_attention_layernorm"
+    # The module whose input is the residual stream between the attention and FFN sub-blocks (None when the two
+    # are parallel and there is no such stream).
+    mlp_entry: str | None = "post_attention_layernorm"
     # Class-name endings of the checkpoints this layout accepts.
     heads: tuple[str, ...] = ("ForCausalLM",)
     # Per-layer lists that transformers' config class computes when config.json omits them. Surgery asks
     # transformers for them (and only then imports it) so that they can be written out before slicing.
     derived_lists: tuple[str, ...] = ()
 
+    @property
+    def attention_module(self) -> str:
+        return self.attention[0]
+
+    @property
+    def mlp_module(self) -> str:
+        return self.mlp[0]
+
     def sub_block_of(self, submodule: str) -> str | None:
-        """'attention', 'mlp' or None for a layer-relative tensor name such as 'self_attn.q_proj.weight'."""
+        """'attention', 'mlp', 'shared' or None for a layer-relative tensor name like 'self_attn.q_proj.weight'."""
         head = submodule.split(".", 1)[0]
         head = self.disk_aliases.get(head, head)
         if head in self.attention:
             return "attention"
         if head in self.mlp:
             return "mlp"
+        if head in self.shared:
+            return "shared"
         return None
 
 
@@ -73,6 +89,14 @@ _GEMMA3_VLM = Architecture(
     derived_lists=("layer_types",),
 )
 
+# Parallel blocks: x + attn(ln(x)) + mlp(ln(x)) with one shared input norm.
+_PARALLEL = Architecture("cohere", attention=("self_attn",), mlp=("mlp",), shared=("input_layernorm",),
+                         parallel=True, mlp_entry=None)
+# GPT-NeoX (Pythia): its own names; parallel residual by default (use_parallel_residual), sequential otherwise,
+# both exact with zeroed sub-blocks. Separate norms per sub-block.
+_GPT_NEOX = Architecture("gpt_neox", layer_prefixes=("gpt_neox.layers.",), attention=("attention", "input_layernorm"),
+                         mlp=("mlp", "post_attention_layernorm"), parallel=True)
+
 ARCHITECTURES: dict[str, Architecture] = {
     "llama": _LLAMA,
     "mistral": _LLAMA,
@@ -90,6 +114,10 @@ ARCHITECTURES: dict[str, Architecture] = {
     "gemma3": _GEMMA3_VLM,
     "olmo2": _OLMO2,
     "olmo3": _OLMO3,
+    "cohere": _PARALLEL,
+    "phi": _PARALLEL,
+    "gpt_neox": _GPT_NEOX,
+    "deepseek_v3": _LLAMA,
 }
 
 # Model types that hfprune's own skip-map checkpoints carry: "hfprune_<base model type>".

@@ -26,6 +26,8 @@ PERIODIC = {"sliding_window_pattern": "layer_types", "_sliding_window_pattern": 
 NOT_PER_LAYER = {
     "num_hidden_layers", "layer_norm_eps", "layer_norm_epsilon", "layerdrop", "decoder_sparse_step",
     "per_layer_config", "hfprune_base",
+    # extra multi-token-prediction layers stored after the stack; their tensors are refused by Checkpoint.open
+    "num_nextn_predict_layers",
 }
 # Lists that are never per-layer even when their length happens to equal the layer count.
 NON_LAYER_LISTS = {"architectures", "eos_token_id", "bos_token_id", "pad_token_id", "bad_words_ids",

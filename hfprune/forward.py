@@ -57,9 +57,9 @@ class LayerStack:
             for i in drop:
                 patch(self.layers[i], _identity_layer)
             for i in skip_attention:
-                patch(self.layers[i].self_attn, _zero_attention)
+                patch(getattr(self.layers[i], self.arch.attention_module), _zero_attention)
             for i in skip_mlp:
-                patch(self.layers[i].mlp, _zero_mlp)
+                patch(getattr(self.layers[i], self.arch.mlp_module), _zero_mlp)
             if replay_from is not None:
                 for i in range(replay_from):
                     patch(self.layers[i], lambda *a, **k: hidden_in)
@@ -83,7 +83,7 @@ class LayerStack:
         for i, layer in enumerate(self.layers):
             handles.append(layer.register_forward_pre_hook(
                 lambda m, a, k, i=i: states.__setitem__(i, _hidden(a, k)), with_kwargs=True))
-            if mid:
+            if mid and self.arch.mlp_entry and not self.arch.parallel:
                 entry = getattr(layer, self.arch.mlp_entry)
                 handles.append(entry.register_forward_pre_hook(
                     lambda m, a, k, i=i: mids.__setitem__(i, _hidden(a, k)), with_kwargs=True))

@@ -232,6 +232,8 @@ def finercut(inp: ScoreInputs, remove: int, distance: str = "js") -> list[dict]:
                     if not inp.cached:
                         trial_attn, trial_mlp = attn | ({k} if b == "attention" else set()), mlp | ({k} if b == "mlp" else set())
                         logits = stack.logits(ids, **_bypass(trial_attn, trial_mlp))
+                    elif b == "mlp" and stack.arch.parallel:  # no residual between the two: rerun layer k
+                        logits = stack.logits(ids, **_bypass(attn, mlp | {k}), replay_from=k, hidden_in=states[k])
                     elif b == "mlp":  # layer k's output becomes its post-attention residual
                         logits = stack.logits(ids, **_bypass(attn, mlp), replay_from=k + 1, hidden_in=mids[k])
                     else:  # layer k reruns from its input with attention removed

@@ -79,7 +79,7 @@ def tensor_renames(ckpt: Checkpoint, plan: Plan) -> dict[str, str | None]:
                     f"tensor {t.name} belongs to neither the attention nor the FFN sub-block of a "
                     f"{ckpt.config.get('model_type')} layer; cannot skip sub-blocks of layer {layer}"
                 )
-            if (block == "attention" and layer in skip_attn) or (block == "mlp" and layer in skip_mlp):
+            if (block == "attention" and layer in skip_attn) or (block == "mlp" and layer in skip_mlp):  # shared: kept
                 out[t.name] = None
                 continue
         out[t.name] = f"{ckpt.layer_prefix}{new_index[layer]}.{rest}"

@@ -29,8 +29,9 @@ def bypassed(model, drop=(), skip_attention=(), skip_mlp=()):
     layers = model.get_decoder().layers
     for i in drop:
         handles.append(layers[i].register_forward_hook(identity_layer, with_kwargs=True))
+    attention = next(n for n in ("self_attn", "attention") if hasattr(layers[0], n))
     for i in skip_attention:
-        handles.append(layers[i].self_attn.register_forward_hook(zero_attention))
+        handles.append(getattr(layers[i], attention).register_forward_hook(zero_attention))
     for i in skip_mlp:
         handles.append(layers[i].mlp.register_forward_hook(zero_mlp))
     try:

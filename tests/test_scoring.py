@@ -147,10 +147,11 @@ def test_reverse_order_and_random_are_deterministic(identity_model, tmp_path):
     assert a == b and len(a.drop_layers) == 3 and a != c
 
 
-@pytest.mark.parametrize("metric,remove", [("ppl", 2), ("finercut", 3)])
-def test_cached_replay_chooses_exactly_what_naive_recomputation_chooses(metric, remove, tiny_checkpoints, calib_file,
-                                                                        tmp_path):
-    src = build_tiny_checkpoint(tmp_path / "m", "qwen2", num_layers=6)
+@pytest.mark.parametrize("metric,remove,arch", [("ppl", 2, "qwen2"), ("finercut", 3, "qwen2"),
+                                               ("finercut", 3, "cohere"), ("finercut", 3, "gemma2")])
+def test_cached_replay_chooses_exactly_what_naive_recomputation_chooses(metric, remove, arch, tiny_checkpoints,
+                                                                        calib_file, tmp_path):
+    src = build_tiny_checkpoint(tmp_path / "m", arch, num_layers=6)
     cached = run(src, tmp_path, calib_file, metric=metric, remove=remove).scores
     naive = run(src, tmp_path, calib_file, metric=metric, remove=remove, naive=True).scores
     assert cached["plan"] == naive["plan"]

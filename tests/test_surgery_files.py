@@ -112,6 +112,10 @@ def test_config_fields_sliced_remapped_and_recounted(tiny_checkpoints, tmp_path)
     assert c["layer_types"] == ["sliding_attention", "full_attention", "sliding_attention", "sliding_attention",
                                 "full_attention"]
     assert "sliding_window_pattern" not in c and "_sliding_window_pattern" not in c
+    # DeepSeek-V3: the dense-FFN prefix is recounted (layers 0-1 dense, 2-5 MoE; dropping 1 and 3 leaves 1 dense)
+    prune(tiny_checkpoints("deepseek_v3"), tmp_path / "d", drop_layers="1,3")
+    c = json.loads((tmp_path / "d" / "config.json").read_text())
+    assert c["first_k_dense_replace"] == 1 and c["num_hidden_layers"] == 4
     # SmolLM3: the NoPE interval becomes an explicit per-layer list, then sliced
     prune(tiny_checkpoints("smollm3"), tmp_path / "s", drop_layers="0")
     c = json.loads((tmp_path / "s" / "config.json").read_text())
