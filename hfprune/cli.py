@@ -142,6 +142,7 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--private", action="store_true", default=None, help="create the repo private")
     p.add_argument("--work-dir", help="where each stage leaves its artifact (default: hfprune-work/<repo name>)")
     p.add_argument("--no-push", action="store_true", help="stop after writing the final folder")
+    p.add_argument("--dry-run", action="store_true", help="show the plan and the stages; write nothing")
     p.add_argument("--resume", action="store_true", help="skip the stages an earlier run finished")
     p.add_argument("--overwrite", action="store_true", help="clear a non-empty work dir and start over")
     p.add_argument("--token", help="Hub token (default: the logged-in one); never printed or stored")
@@ -257,6 +258,10 @@ def _cmd_push(args) -> int:
                     progress=not args.no_progress, trust_remote_code=args.trust_remote_code)
     pipe.work = Path(args.work_dir) if args.work_dir else Path("hfprune-work") / pipe._name_stem()
     pipe.result.work_dir, pipe.result.final_dir = pipe.work, pipe.work / "final"
+    if args.dry_run:
+        print("dry run: nothing written")
+        print("\n".join(pipe.describe()))
+        return 0
     result = pipe.run()
     print(f"final folder: {result.final_dir}")
     if result.repo_id and result.commit:

@@ -63,6 +63,40 @@ class Pipeline:
         self.result = PipelineResult(self.work, self.work / "final", None, None)
 
     # -------------------------------------------------------------- driver
+    def describe(self) -> list[str]:
+        """What run() would do, from headers and settings alone: nothing is downloaded (but headers) or written."""
+        r, p = self.recipe, self.recipe.prune
+        lines = [f"work dir:   {self.work}"]
+        if p.metric:
+            lines.append(f"plan:       chosen by {p.metric}, remove {p.remove}"
+                         + (f" on {p.data}" if p.data else "")
+                         + (f", {p.iterative_step} at a time with {r.recover.method} in between"
+                            if p.iterative_step and r.recover.method != "none" else ""))
+            from .api import _dry_run
+            from .checkpoint import Checkpoint
+            from .hub import remote_headers
+
+            remote = remote_headers(r.source, token=self.token)
+            src, ckpt = (remote[0], Checkpoint.open(remote[0].path, files=remote[1])) if remote else (
+                resolve_source(r.source), Checkpoint.open(resolve_source(r.source).path))
+            lines.append(f"source:     {src.repo_id or src.path}" + (f" @ {src.sha}" if src.sha else "")
+                         + f" ({ckpt.num_layers} layers)")
+        else:
+            from .api import prune
+
+            result = prune(r.source, dry_run=True, token=self.token, drop_last=p.drop_last,
+                           drop_layers=p.drop_layers, skip_attention=p.skip_attention, skip_mlp=p.skip_mlp)
+            lines += result.describe()
+        rec = r.recover
+        lines.append("recover:    none" if rec.method == "none" else
+                     f"recover:    {rec.method} on {rec.dataset} (lr {rec.lr}, batch {rec.batch_size}, "
+                     f"{rec.epochs:g} epochs)")
+        lines.append(f"evaluate:   {', '.join(r.eval.tasks)}" + (f" (limit {r.eval.limit})" if r.eval.limit else ""))
+        target = r.push.repo_id or f"<you>/{self._name_stem()}"
+        lines.append(f"push:       {target}" + (" (private)" if r.push.private else "") if r.push.enabled
+                     else "push:       no (final folder only)")
+        return lines
+
     def run(self) -> PipelineResult:
         self._prepare_work_dir()
         repo_id = self._check_push_target() if self.recipe.push.enabled else None

@@ -50,6 +50,14 @@ class PruneSection(_Strict):
             raise ValueError("a metric needs remove: N")
         if self.remove is not None and not self.metric:
             raise ValueError("remove: N needs a metric")
+        if self.metric:
+            from .metrics import METRICS
+
+            if self.metric not in METRICS:
+                raise ValueError(f"unknown metric {self.metric!r}; choose one of: {', '.join(METRICS)}")
+            if self.iterative_step and METRICS[self.metric].kind != "layer":
+                raise ValueError(f"iterative_step needs a layer metric; {self.metric} scores "
+                                 f"{METRICS[self.metric].kind}s")
         return self
 
     @property

@@ -303,3 +303,13 @@ def torch_equal(x, y):
     import torch
 
     return torch.equal(x, y)
+
+
+def test_push_dry_run_shows_the_plan_and_writes_nothing(tiny_checkpoints, tmp_path, capsys):
+    from hfprune.cli import main
+
+    code = main(["push", str(tiny_checkpoints("llama")), "--drop-last", "2", "--recover", "partial", "--work-dir",
+                 str(tmp_path / "w"), "--dry-run", "--repo-id", "me/x"])
+    out = capsys.readouterr().out
+    assert code == 0 and "6 -> 4" in out and "recover:    partial" in out and "push:       me/x" in out
+    assert not (tmp_path / "w").exists()
