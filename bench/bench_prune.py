@@ -19,7 +19,7 @@ import tempfile
 from pathlib import Path
 
 sys.path.insert(0, str(Path(__file__).parent))
-from measure import measure_median, row, warm  # noqa: E402
+from measure import measure_median, row  # noqa: E402
 
 NAIVE = r"""
 import sys, torch

@@ -5,7 +5,6 @@ from __future__ import annotations
 import json
 import subprocess
 import sys
-import time
 
 _WRAPPER = (
     "import resource, subprocess, sys, time, json\n"

@@ -56,7 +56,7 @@ def load_examples(dataset: str) -> list[Example]:
     else:
         ds = _load_dataset(source, split="train")
     columns = set(ds.column_names)
-    for shape, (ins, ctx, out) in SHAPES.items():
+    for ins, ctx, out in SHAPES.values():
         if {ins, out} <= columns:
             rows = [Example(str(r[ins] or ""), str(r.get(ctx) or ""), str(r[out] or "")) for r in ds]
             rows = [r for r in rows if r.instruction.strip() and r.output.strip()]

@@ -72,13 +72,15 @@ class Pipeline:
                          + (f" on {p.data}" if p.data else "")
                          + (f", {p.iterative_step} at a time with {r.recover.method} in between"
                             if p.iterative_step and r.recover.method != "none" else ""))
-            from .api import _dry_run
             from .checkpoint import Checkpoint
             from .hub import remote_headers
 
             remote = remote_headers(r.source, token=self.token)
-            src, ckpt = (remote[0], Checkpoint.open(remote[0].path, files=remote[1])) if remote else (
-                resolve_source(r.source), Checkpoint.open(resolve_source(r.source).path))
+            if remote:
+                src, ckpt = remote[0], Checkpoint.open(remote[0].path, files=remote[1])
+            else:
+                src = resolve_source(r.source)
+                ckpt = Checkpoint.open(src.path)
             lines.append(f"source:     {src.repo_id or src.path}" + (f" @ {src.sha}" if src.sha else "")
                          + f" ({ckpt.num_layers} layers)")
         else:

@@ -39,7 +39,7 @@ def planted(folder, model_type="llama", layers=8, identity=(), attn_identity=(),
         opt = torch.optim.AdamW(model.parameters(), lr=3e-3, weight_decay=0.0)
         sched = torch.optim.lr_scheduler.LambdaLR(opt, lambda s: 1 - s / train_steps)
         model.train()
-        for step in range(train_steps):
+        for _ in range(train_steps):
             with torch.no_grad():
                 for w in zeroed:
                     w.zero_()
