@@ -118,7 +118,7 @@ def build_tiny_checkpoint(folder: str | Path, model_type: str = "llama", num_lay
     """Save a tiny random model (and a trained tokenizer) to `folder`, ready to prune; return the folder."""
     folder = Path(folder)
     model = build_tiny_model(model_type, num_layers, seed, **overrides)
-    tok = train_tokenizer(folder if tokenizer else None) if tokenizer else None
+    tok = train_tokenizer(folder) if tokenizer else None
     if tok is not None:
         target = model.config.get_text_config()
         target.pad_token_id, target.bos_token_id, target.eos_token_id = tok.pad_token_id, tok.bos_token_id, tok.eos_token_id
