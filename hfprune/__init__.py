@@ -5,3 +5,13 @@ hfprune and running `hfprune --help` stay instant.
 """
 
 __version__ = "0.1.0"
+
+
+def cache_root():
+    """Where scores and dense baselines are cached: $HFPRUNE_CACHE, else $XDG_CACHE_HOME/hfprune, else ~/.cache."""
+    import os
+    from pathlib import Path
+
+    if os.environ.get("HFPRUNE_CACHE"):
+        return Path(os.environ["HFPRUNE_CACHE"])
+    return Path(os.environ.get("XDG_CACHE_HOME") or Path.home() / ".cache") / "hfprune"

@@ -11,7 +11,7 @@ import json
 from dataclasses import dataclass
 from pathlib import Path
 
-from . import __version__
+from . import __version__, cache_root
 from .checkpoint import Checkpoint
 from .data import WIKITEXT2, Calibration, DataError, load_calibration
 from .errors import PlanError
@@ -20,7 +20,7 @@ from .metrics import DISTANCES, ScoreInputs, angular_distances, finercut, get_me
 from .plan import Plan
 
 SCORES_FORMAT = "hfprune-scores"
-DEFAULT_CACHE = Path.home() / ".cache" / "hfprune" / "scores"
+DEFAULT_CACHE = cache_root() / "scores"
 
 
 @dataclass

@@ -3,6 +3,10 @@ import os
 os.environ.setdefault("HF_HUB_OFFLINE", "1")
 os.environ.setdefault("HF_HUB_DISABLE_TELEMETRY", "1")
 os.environ.setdefault("TOKENIZERS_PARALLELISM", "false")
+if "HFPRUNE_CACHE" not in os.environ:  # keep test runs from reading or filling the user's score/eval caches
+    import tempfile
+
+    os.environ["HFPRUNE_CACHE"] = tempfile.mkdtemp(prefix="hfprune-test-cache-")
 
 import pytest  # noqa: E402
 
