@@ -94,9 +94,19 @@ def evaluate_model(model_path: str | Path, tasks: list[str], *, limit: int | Non
         if unknown:
             raise EvalError(f"unknown lm-eval task {unknown[0]!r}; see `lm_eval ls tasks`, or give --include-path "
                             "with your task YAML")
+        import logging
+
+        # lm-eval warns that an in-memory model is "not of type str": passing it is the point, silence that
+        logging.getLogger("lm_eval").setLevel(logging.ERROR)
         lm = HFLM(pretrained=model, tokenizer=tokenizer, batch_size=batch_size, device=str(model.device))
-        out = lm_eval.simple_evaluate(model=lm, tasks=list(tasks), limit=limit, task_manager=manager,
-                                      log_samples=False, bootstrap_iters=1000, verbosity="ERROR")
+        try:
+            out = lm_eval.simple_evaluate(model=lm, tasks=list(tasks), limit=limit, task_manager=manager,
+                                          log_samples=False, bootstrap_iters=1000, verbosity="ERROR")
+        except Exception as e:  # noqa: BLE001 - only data-access failures are translated; the rest re-raise
+            if not _is_data_access_error(e):
+                raise
+            raise EvalError(f"cannot fetch the data of tasks {', '.join(tasks)} ({str(e).splitlines()[0]}); "
+                            "retry online, or evaluate offline with local task YAMLs via --include-path") from None
     raw = {k: out.get(k) for k in ("results", "versions", "n-samples", "higher_is_better", "configs")}
     raw = json.loads(json.dumps(raw, default=str))
     return {
@@ -108,6 +118,18 @@ def evaluate_model(model_path: str | Path, tasks: list[str], *, limit: int | Non
                      "lm_eval_version": getattr(lm_eval, "__version__", "unknown"), "hfprune_version": __version__},
         "raw": raw,
     }
+
+
+def _is_data_access_error(exc: BaseException) -> bool:
+    seen = set()
+    while exc is not None and id(exc) not in seen:
+        seen.add(id(exc))
+        name = type(exc).__name__
+        if isinstance(exc, (ConnectionError, TimeoutError)) or name in (
+                "DatasetNotFoundError", "OfflineModeIsEnabled", "LocalEntryNotFoundError", "ConnectError"):
+            return True
+        exc = exc.__cause__ or exc.__context__
+    return False
 
 
 def summarize(results: dict) -> dict:

@@ -313,3 +313,14 @@ def test_push_dry_run_shows_the_plan_and_writes_nothing(tiny_checkpoints, tmp_pa
     out = capsys.readouterr().out
     assert code == 0 and "6 -> 4" in out and "recover:    partial" in out and "push:       me/x" in out
     assert not (tmp_path / "w").exists()
+
+
+def test_eval_without_the_task_data_is_one_line(tmp_path, capsys):
+    from hfprune.cli import main
+    from hfprune.tiny import build_tiny_checkpoint
+
+    src = build_tiny_checkpoint(tmp_path / "m", "llama", num_layers=2)
+    code = main(["eval", str(src), "--tasks", "piqa", "--limit", "2", "-o", str(tmp_path / "e.json")])
+    err = [line for line in capsys.readouterr().err.splitlines() if line.startswith("hfprune")]
+    assert code == 2 and len(err) == 1 and "cannot fetch the data of tasks piqa" in err[0]
+    assert not (tmp_path / "e.json").exists()
