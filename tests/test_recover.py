@@ -217,3 +217,24 @@ def test_frozen_prefix_stores_no_activations_and_gets_no_gradients(pruned_model)
     for name, p in model.named_parameters():
         trained = name.startswith(("model.layers.3.", "model.norm.", "lm_head."))
         assert p.requires_grad == trained and (p.grad is not None) == trained, name
+
+
+def test_recovering_a_skip_map_checkpoint_keeps_its_shipped_code(tmp_path, alpaca_file):
+    src = build_tiny_checkpoint(tmp_path / "src", "qwen2", num_layers=5)
+    prune(src, tmp_path / "pruned", skip_attention="0", skip_mlp="3")
+    recover(tmp_path / "pruned", tmp_path / "out", fast(dataset=str(alpaca_file), last_k=2))
+    assert (tmp_path / "out" / "modeling_hfprune.py").read_bytes() == (tmp_path / "pruned" / "modeling_hfprune.py").read_bytes()
+    expected = json.loads((tmp_path / "pruned" / "config.json").read_text())
+    assert expected["tie_word_embeddings"] is True
+    expected["tie_word_embeddings"] = False  # the only change: lm_head was untied to be trained
+    assert json.loads((tmp_path / "out" / "config.json").read_text()) == expected
+    before, after = tensors(tmp_path / "pruned"), tensors(tmp_path / "out")
+    assert after.keys() == before.keys() | {"lm_head.weight"}
+    assert torch.equal(before["model.layers.0.mlp.up_proj.weight"], after["model.layers.0.mlp.up_proj.weight"])
+    assert not torch.equal(before["model.layers.4.mlp.up_proj.weight"], after["model.layers.4.mlp.up_proj.weight"])
+    model, info = AutoModelForCausalLM.from_pretrained(tmp_path / "out", trust_remote_code=True,
+                                                       output_loading_info=True)
+    assert not info["missing_keys"] and not info["unexpected_keys"]
+    with torch.no_grad():
+        out = model.generate(torch.tensor([[5, 6, 7, 8]]), max_new_tokens=4, do_sample=False)
+    assert out.shape == (1, 8)
