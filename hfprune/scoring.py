@@ -153,13 +153,18 @@ def _load_model(path: Path, options: ScoreOptions):
     import torch
     from transformers import AutoModelForCausalLM, AutoTokenizer
 
+    from .recover import is_own_modeling_code
+
+    if options.dtype not in ("auto", "float32", "bfloat16", "float16"):
+        raise PlanError(f"--dtype {options.dtype}: choose float32, bfloat16, float16 or auto")
     dtype = "auto" if options.dtype == "auto" else getattr(torch, options.dtype)
-    kwargs = {"dtype": dtype, "trust_remote_code": options.trust_remote_code}
+    trust = options.trust_remote_code or is_own_modeling_code(path)  # hfprune's own skip-map code only
+    kwargs = {"dtype": dtype, "trust_remote_code": trust}
     if options.device_map:
         kwargs["device_map"] = options.device_map
     model = AutoModelForCausalLM.from_pretrained(path, **kwargs).eval()
     try:
-        tokenizer = AutoTokenizer.from_pretrained(path, trust_remote_code=options.trust_remote_code)
+        tokenizer = AutoTokenizer.from_pretrained(path, trust_remote_code=trust)
     except (OSError, ValueError):
         raise DataError(f"{path} has no tokenizer; data-driven metrics need the checkpoint's tokenizer") from None
     return model, tokenizer

@@ -210,3 +210,11 @@ def test_bad_calibration_data(content, needle, identity_model, tmp_path, capsys)
                  str(tmp_path / "c")])
     err = capsys.readouterr().err.strip().splitlines()
     assert code == 2 and len(err) == 1 and needle in err[0], err
+
+
+def test_a_skip_map_checkpoint_can_be_scored_again(identity_model, calib_file, tmp_path):
+    from hfprune.api import prune
+
+    prune(identity_model, tmp_path / "skip", skip_attention="6")
+    result = run(tmp_path / "skip", tmp_path, calib_file, metric="block-influence", remove=2)
+    assert result.plan.drop_layers == (3, 4)  # the identity layers are still found through the shipped code
