@@ -45,9 +45,13 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--no-progress", action="store_true", help="no progress bar")
     p.set_defaults(func=_cmd_prune)
 
+    from .metrics import METRICS
+
     p = sub.add_parser("score", help="score layers (or sub-blocks) and write the plan of what to remove",
                        description="Score SOURCE's layers with a metric from the seed papers and write plan.json "
-                                   "(for `hfprune prune --plan`) and scores.json.")
+                                   "(for `hfprune prune --plan`) and scores.json.",
+                       epilog="metrics:\n" + "\n".join(f"  {m.name:16} {m.description}" for m in METRICS.values()),
+                       formatter_class=argparse.RawDescriptionHelpFormatter)
     p.add_argument("source", metavar="SOURCE")
     p.add_argument("--metric", required=True, metavar="M",
                    help="reverse-order, random, magnitude-l1, magnitude-l2, taylor, ppl, block-influence, angular, "

@@ -19,7 +19,6 @@ from .errors import HfpruneError
 DATA_DIR = Path(__file__).parent / "data"
 DEFAULT_EVAL_CACHE = cache_root() / "eval"
 PRIMARY_METRICS = ("acc", "acc_norm", "word_perplexity", "byte_perplexity", "exact_match")
-LOWER_IS_BETTER = {"word_perplexity", "byte_perplexity", "bits_per_byte"}
 LATENCY_PROMPT = "Below is an instruction that describes a task. Write a response that appropriately completes"
 
 

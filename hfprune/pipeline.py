@@ -17,8 +17,6 @@ from .hub import Source, hub_errors, resolve_source
 from .plan import Plan
 from .recipe import Recipe, RecipeError
 
-STAGES = ("source", "plan", "prune", "recover", "eval", "final", "push")
-
 
 @dataclass
 class PipelineResult:
