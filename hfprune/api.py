@@ -69,13 +69,8 @@ def prune(source: str | Path, output: str | Path | None = None, *, plan: Plan | 
             raise PlanError("give an output folder with -o OUT (or use --dry-run)")
         check_output(Path(output), overwrite)
     elif not allow_pickle:
-        from .hub import remote_headers
-
-        remote = remote_headers(str(source), token=token)
-        if remote is not None:
-            src, files = remote
-            ckpt = Checkpoint.open(src.path, files=files)
-            return _dry_run(src, ckpt, plan or make_plan(ckpt.num_layers, **plan_options))
+        src, ckpt = inspect_source(str(source), token=token)
+        return _dry_run(src, ckpt, plan or make_plan(ckpt.num_layers, **plan_options))
     src = resolve_source(str(source), token=token, allow_pickle=allow_pickle)
     with tempfile.TemporaryDirectory(prefix="hfprune-convert-") as tmp:
         folder = src.path
@@ -90,8 +85,20 @@ def prune(source: str | Path, output: str | Path | None = None, *, plan: Plan | 
         if dry_run:
             return _dry_run(src, ckpt, plan)
         report = prune_checkpoint(folder, output, plan, overwrite=overwrite, progress=progress,
-                                  provenance={"source": {k: v for k, v in src.to_dict().items() if k != "path"}})
+                                  provenance={"source": src.provenance()})
     return PruneResult(src, plan, report, Path(output))
+
+
+def inspect_source(source: str, token: str | None = None) -> tuple[Source, Checkpoint]:
+    """Headers of a source without downloading weights: HTTP range reads for a Hub id, the files for a folder."""
+    from .hub import remote_headers
+
+    remote = remote_headers(source, token=token)
+    if remote is not None:
+        src, files = remote
+        return src, Checkpoint.open(src.path, files=files)
+    src = resolve_source(source, token=token)
+    return src, Checkpoint.open(src.path)
 
 
 def _dry_run(src: Source, ckpt: Checkpoint, plan: Plan) -> PruneResult:

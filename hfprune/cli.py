@@ -237,8 +237,8 @@ def _cmd_eval(args) -> int:
 def _cmd_push(args) -> int:
     from pathlib import Path
 
-    from .pipeline import Pipeline
-    from .recipe import Recipe
+    from .pipeline import Pipeline, name_stem
+    from .recipe import Recipe, RecipeError
 
     recipe = Recipe.load(args.recipe) if args.recipe else Recipe()
     recipe = recipe.override(**{
@@ -258,10 +258,11 @@ def _cmd_push(args) -> int:
         recipe = recipe.override(**{"prune.drop_layers": list(plan.drop_layers) or None,
                                     "prune.skip_attention": list(plan.skip_attention) or None,
                                     "prune.skip_mlp": list(plan.skip_mlp) or None})
-    pipe = Pipeline(recipe, Path("."), resume=args.resume, overwrite=args.overwrite, token=args.token,
+    if not recipe.source:
+        raise RecipeError("no SOURCE: give a Hub repo id or folder on the command line or source: in the recipe")
+    work_dir = Path(args.work_dir) if args.work_dir else Path("hfprune-work") / name_stem(recipe)
+    pipe = Pipeline(recipe, work_dir, resume=args.resume, overwrite=args.overwrite, token=args.token,
                     progress=not args.no_progress, trust_remote_code=args.trust_remote_code)
-    pipe.work = Path(args.work_dir) if args.work_dir else Path("hfprune-work") / pipe._name_stem()
-    pipe.result.work_dir, pipe.result.final_dir = pipe.work, pipe.work / "final"
     if args.dry_run:
         print("dry run: nothing written")
         print("\n".join(pipe.describe()))

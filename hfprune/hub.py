@@ -29,9 +29,19 @@ class Source:
         d["path"] = str(self.path)
         return d
 
-    @property
-    def name(self) -> str:
-        return (self.repo_id or self.path.name).split("/")[-1]
+    def provenance(self) -> dict:
+        """Where the files came from, without the local path (for hfprune.json and scores.json)."""
+        return {"repo_id": self.repo_id, "revision": self.revision, "sha": self.sha}
+
+    def identity(self) -> dict:
+        """What makes results on this source reusable: the commit sha, or a local folder's config and weights."""
+        import hashlib
+
+        if self.sha:
+            return {"sha": self.sha}
+        return {"config": hashlib.sha256((self.path / "config.json").read_bytes()).hexdigest(),
+                "weights": sorted((p.name, p.stat().st_size, p.stat().st_mtime_ns)
+                                  for p in self.path.glob("*.safetensors"))}
 
 
 def parse_source(source: str) -> tuple[str, str | None]:

@@ -70,15 +70,9 @@ class Pipeline:
                          + (f" on {p.data}" if p.data else "")
                          + (f", {p.iterative_step} at a time with {r.recover.method} in between"
                             if p.iterative_step and r.recover.method != "none" else ""))
-            from .checkpoint import Checkpoint
-            from .hub import remote_headers
+            from .api import inspect_source
 
-            remote = remote_headers(r.source, token=self.token)
-            if remote:
-                src, ckpt = remote[0], Checkpoint.open(remote[0].path, files=remote[1])
-            else:
-                src = resolve_source(r.source)
-                ckpt = Checkpoint.open(src.path)
+            src, ckpt = inspect_source(r.source, token=self.token)
             lines.append(f"source:     {src.repo_id or src.path}" + (f" @ {src.sha}" if src.sha else "")
                          + f" ({ckpt.num_layers} layers)")
         else:
@@ -92,7 +86,7 @@ class Pipeline:
                      f"recover:    {rec.method} on {rec.dataset} (lr {rec.lr}, batch {rec.batch_size}, "
                      f"{rec.epochs:g} epochs)")
         lines.append(f"evaluate:   {', '.join(r.eval.tasks)}" + (f" (limit {r.eval.limit})" if r.eval.limit else ""))
-        target = r.push.repo_id or f"<you>/{self._name_stem()}"
+        target = r.push.repo_id or f"<you>/{name_stem(r)}"
         lines.append(f"push:       {target}" + (" (private)" if r.push.private else "") if r.push.enabled
                      else "push:       no (final folder only)")
         return lines
@@ -112,7 +106,7 @@ class Pipeline:
             model_dir = self.work / "recovered"
         evaluation = self._stage("eval", self.work / "eval.json", lambda: self._evaluate(src))
         self._stage("final", self.work / "final",
-                    lambda: self._final(src, plan, model_dir, evaluation, repo_id or self._local_repo_id(src, plan)))
+                    lambda: self._final(src, plan, model_dir, evaluation, repo_id or f"local/{name_stem(self.recipe)}"))
         if repo_id:
             pushed = self._stage("push", self.work / "push.json", lambda: self._push(repo_id))
             self.result.commit = pushed["commit"]
@@ -211,7 +205,7 @@ class Pipeline:
             return
 
         report = prune_checkpoint(src.path, self.work / "pruned", plan, overwrite=True, progress=self.progress,
-                                  provenance={"source": {k: v for k, v in src.to_dict().items() if k != "path"}})
+                                  provenance={"source": src.provenance()})
         for line in report.lines():
             self.echo(f"  {line}")
 
@@ -230,10 +224,7 @@ class Pipeline:
         e = self.recipe.eval
         kwargs = dict(limit=e.limit, batch_size=e.batch_size, include_path=e.include_path,
                       latency_tokens=e.latency_tokens, trust_remote_code=self.trust_remote_code)
-        identity = {"sha": src.sha} if src.sha else {"path": str(src.path), "config": (src.path / "config.json").read_text(),
-                                                      "weights": sorted((p.name, p.stat().st_size, p.stat().st_mtime_ns)
-                                                                        for p in src.path.glob("*.safetensors"))}
-        out = {"dense": cached_evaluation(identity, src.path, e.tasks, self.eval_cache, **kwargs)}
+        out = {"dense": cached_evaluation(src.identity(), src.path, e.tasks, self.eval_cache, **kwargs)}
         if out["dense"].get("cached"):
             self.echo("  dense baseline: reused from the cache")
         kwargs.pop("trust_remote_code")
@@ -285,7 +276,6 @@ class Pipeline:
     def _check_push_target(self) -> str:
         """Resolve the repo id and prove the token can write there, before any long work."""
         from huggingface_hub import HfApi, get_token
-        from huggingface_hub.errors import RepositoryNotFoundError
 
         token = self.token or get_token()
         if not token:
@@ -304,24 +294,21 @@ class Pipeline:
             role = ((who.get("auth") or {}).get("accessToken") or {}).get("role")
             if role == "read":
                 raise HubError(f"your token is read-only; it cannot create {repo_id} (use a write token)") from None
-        except RepositoryNotFoundError:
-            pass
         return repo_id
 
     def _default_repo_id(self, user: str) -> str:
-        return f"{user}/{self._name_stem()}"
+        return f"{user}/{name_stem(self.recipe)}"
 
-    def _name_stem(self) -> str:
-        from .hub import parse_source
 
-        name = parse_source(self.recipe.source)[0].rstrip("/").split("/")[-1]
-        p = self.recipe.prune
-        tag = (f"drop{p.drop_last}" if p.drop_last else f"{p.metric}{p.remove}" if p.metric else "pruned")
-        method = self.recipe.recover.method
-        return f"{name}-{tag}" + ("" if method == "none" else f"-{method}")
+def name_stem(recipe: Recipe) -> str:
+    """'<source name>-<plan tag>[-<recovery>]': the default repo name and work dir name."""
+    from .hub import parse_source
 
-    def _local_repo_id(self, src: Source, plan: Plan) -> str:
-        return f"local/{self._name_stem()}"
+    name = parse_source(recipe.source)[0].rstrip("/").split("/")[-1]
+    p = recipe.prune
+    tag = f"drop{p.drop_last}" if p.drop_last else f"{p.metric}{p.remove}" if p.metric else "pruned"
+    method = recipe.recover.method
+    return f"{name}-{tag}" + ("" if method == "none" else f"-{method}")
 
 
 def _source_license(src: Source, token: str | None) -> str | None:

@@ -70,7 +70,7 @@ def score(source: str | Path, options: ScoreOptions, *, plan_path: str | Path | 
     src = resolve_source(str(source), token=token)
     ckpt = Checkpoint.open(src.path)
     _check_remove(options, ckpt.num_layers, metric.kind)
-    key = _cache_key(src, ckpt, options, data, naive)
+    key = _cache_key(src, options, data, naive)
     cache_file = Path(cache_dir) / f"{key}.json" if cache_dir else None
     if cache_file is not None and cache_file.is_file():
         record = json.loads(cache_file.read_text())
@@ -103,17 +103,16 @@ def _run(src: Source, ckpt: Checkpoint, options: ScoreOptions, data: str | None,
     inputs = ScoreInputs(num_layers=n, checkpoint=ckpt, seed=options.seed, cached=not naive, progress=progress)
     if metric.needs_model:
         model, tokenizer = _load_model(src.path, options)
-        from .architectures import architecture_for
         from .forward import LayerStack
 
         calib = load_calibration(data, tokenizer, samples=options.samples, seq_len=options.seq_len,
                                  seed=options.seed)
         device = next(model.parameters()).device
         ids = calib.input_ids.to(device)
-        inputs.stack = LayerStack(model, architecture_for(ckpt.config))
+        inputs.stack = LayerStack(model, ckpt.arch)
         inputs.batches = list(ids.split(options.batch_size))
     record: dict = {"format": SCORES_FORMAT, "version": 1, "hfprune_version": __version__,
-                    "metric": options.metric, "source": {k: v for k, v in src.to_dict().items() if k != "path"},
+                    "metric": options.metric, "source": src.provenance(),
                     "num_layers": n, "remove": options.remove,
                     "data": calib.describe() if calib else None,
                     "mode": "iterative" if options.iterative_step else "one-shot"}
@@ -170,16 +169,12 @@ def _load_model(path: Path, options: ScoreOptions):
     return model, tokenizer
 
 
-def _cache_key(src: Source, ckpt: Checkpoint, options: ScoreOptions, data: str | None, naive: bool) -> str:
-    identity = {"sha": src.sha} if src.sha else {
-        "config": hashlib.sha256((src.path / "config.json").read_bytes()).hexdigest(),
-        "weights": [(f.path.name, f.path.stat().st_size, f.path.stat().st_mtime_ns) for f in ckpt.files],
-    }
+def _cache_key(src: Source, options: ScoreOptions, data: str | None, naive: bool) -> str:
     data_id = None
     if data is not None:
         p = Path(data).expanduser()
         data_id = hashlib.sha256(p.read_bytes()).hexdigest() if p.is_file() else data
-    blob = json.dumps({"v": __version__, "source": identity, "options": options.__dict__, "data": data_id,
+    blob = json.dumps({"v": __version__, "source": src.identity(), "options": options.__dict__, "data": data_id,
                        "naive": naive}, sort_keys=True, default=str)
     return hashlib.sha256(blob.encode()).hexdigest()[:24]
 
