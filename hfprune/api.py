@@ -10,7 +10,8 @@ from .checkpoint import Checkpoint
 from .errors import PlanError
 from .hub import Source, resolve_source
 from .plan import Plan, parse_layer_list
-from .surgery import SizeReport, check_output, prune_checkpoint, size_report
+from .surgery import SizeReport, prune_checkpoint, size_report
+from .workdir import check_output
 
 
 @dataclass
@@ -43,7 +44,7 @@ def make_plan(num_layers: int, *, drop_last: int | None = None, drop_layers: str
     def listify(value, what):
         if value is None:
             return []
-        return parse_layer_list(value, what) if isinstance(value, str) else list(value)
+        return parse_layer_list(value, what, num_layers) if isinstance(value, str) else list(value)
 
     inline = drop_last is not None or drop_layers or skip_attention or skip_mlp
     if plan_file is not None:
@@ -67,7 +68,8 @@ def prune(source: str | Path, output: str | Path | None = None, *, plan: Plan | 
     if not dry_run:
         if output is None:
             raise PlanError("give an output folder with -o OUT (or use --dry-run)")
-        check_output(Path(output), overwrite)
+        local = Path(str(source)).expanduser()
+        check_output(Path(output), overwrite, {"source": local if local.is_dir() else None})
     elif not allow_pickle:
         src, ckpt = inspect_source(str(source), token=token)
         return _dry_run(src, ckpt, plan or make_plan(ckpt.num_layers, **plan_options))

@@ -22,9 +22,13 @@ def read_config(folder: Path) -> dict:
     if not path.is_file():
         raise CheckpointError(f"{folder} has no config.json; point SOURCE at a transformers checkpoint folder or Hub repo")
     try:
-        config = json.loads(path.read_text())
+        config = json.loads(path.read_text(encoding="utf-8"))
+    except UnicodeDecodeError:
+        raise CheckpointError(f"{path} is not UTF-8 text; check the checkpoint") from None
     except json.JSONDecodeError as e:
         raise CheckpointError(f"{path} is not valid JSON ({e.msg} at line {e.lineno})") from None
+    except RecursionError:
+        raise CheckpointError(f"{path} is nested too deeply to be a model config") from None
     if not isinstance(config, dict):
         raise CheckpointError(f"{path} does not hold a JSON object")
     return config
@@ -77,14 +81,38 @@ class Checkpoint:
                 "the weights do not match the declared architecture"
             )
         ckpt = cls(folder, config, arch, n, files, index_meta, prefix)
+        ckpt._check_layers(names)
+        return ckpt
+
+    def _check_layers(self, names: list[str]) -> None:
+        """Every declared layer holds its attention and FFN weights (unless its skip map removed them), and no
+        tensor belongs to a layer beyond the declared count: otherwise transformers would fill the gap with
+        random weights, or drop weights, without an error."""
+        n = self.num_layers
+        present: dict[int, set[str]] = {i: set() for i in range(n)}
         for name in names:
-            loc = ckpt.layer_of(name)
-            if loc is not None and loc[0] >= n:
+            loc = self.layer_of(name)
+            if loc is None:
+                continue
+            if loc[0] >= n:
                 raise CheckpointError(
                     f"tensor {name} belongs to layer {loc[0]} but config.json declares {n} layers "
                     "(extra prediction layers are not supported)"
                 )
-        return ckpt
+            present[loc[0]].add(self.arch.sub_block_of(loc[1]) or "other")
+        skips = {}
+        for key, entry in (self.decoder_config.get("per_layer_config") or {}).items():
+            if isinstance(entry, dict) and str(key).isdigit():
+                skips[int(key)] = set(entry.get("skip") or ())
+        for i in range(n):
+            for block in ("attention", "mlp"):
+                if block not in present[i] and block not in skips.get(i, ()):
+                    what = "attention" if block == "attention" else "FFN"
+                    raise CheckpointError(
+                        f"layer {i} has no {what} weights but config.json declares {n} layers; the checkpoint is "
+                        "incomplete or its num_hidden_layers is wrong (transformers would fill it with random "
+                        "weights)"
+                    )
 
     def layer_of(self, name: str) -> tuple[int, str] | None:
         """(layer index, rest of the name) for a layer tensor, else None."""
@@ -107,25 +135,58 @@ class Checkpoint:
         return decoder_config(self.config, self.arch)
 
 
+def _shard_name(name, index_path: Path) -> str:
+    """A shard named in an index must be a plain file name inside the checkpoint folder."""
+    if not isinstance(name, str) or not name or "/" in name or "\\" in name or name in (".", "..") \
+            or name.startswith("."):
+        raise CheckpointError(f"{index_path.name} names shard {name!r}, which is not a file of the checkpoint "
+                              "folder; the index is corrupt")
+    return name
+
+
+def read_weight_map(index_path: Path) -> tuple[dict[str, str], dict]:
+    """(weight_map, metadata) of a safetensors or pickle index, validated: tensor name -> plain shard file name."""
+    try:
+        index = json.loads(index_path.read_text(encoding="utf-8"))
+    except (UnicodeDecodeError, json.JSONDecodeError, RecursionError):
+        raise CheckpointError(f"{index_path} is not a valid index (not JSON)") from None
+    weight_map = index.get("weight_map") if isinstance(index, dict) else None
+    if not isinstance(weight_map, dict) or not weight_map:
+        raise CheckpointError(f"{index_path} is not a valid index (no weight_map object)")
+    for tensor, shard in weight_map.items():
+        _shard_name(shard, index_path)
+    metadata = index.get("metadata")
+    return weight_map, dict(metadata) if isinstance(metadata, dict) else {}
+
+
+_SHARD_FAMILY = re.compile(r"^(.*)-\d+-of-(\d+)\.safetensors$")
+
+
 def _open_weights(folder: Path) -> tuple[list[SafetensorsFile], dict | None]:
     index_path = folder / INDEX_NAME
     single = folder / SINGLE_NAME
     if index_path.is_file():
-        try:
-            index = json.loads(index_path.read_text())
-            weight_map = index["weight_map"]
-        except (json.JSONDecodeError, KeyError, TypeError):
-            raise CheckpointError(f"{index_path} is not a valid safetensors index (no weight_map)") from None
+        weight_map, metadata = read_weight_map(index_path)
         shard_names = sorted(set(weight_map.values()))
         missing = [s for s in shard_names if not (folder / s).is_file()]
         if missing:
             raise CheckpointError(f"{index_path.name} lists {missing[0]}, which is not in {folder}; the download is incomplete")
+        families = {m.group(1, 2) for m in map(_SHARD_FAMILY.match, shard_names) if m}
+        for prefix, total in families:
+            for p in sorted(folder.glob(f"{prefix}-*-of-{total}.safetensors")):
+                if p.name not in shard_names:
+                    raise CheckpointError(f"{index_path.name} does not list {p.name}; the index is incomplete (its "
+                                          "tensors would be lost)")
         files = [read_header(folder / s) for s in shard_names]
         actual = {t: f.path.name for f in files for t in f.tensors}
         for tensor, shard in weight_map.items():
             if actual.get(tensor) != shard:
                 raise CheckpointError(f"{index_path.name} places {tensor} in {shard} but that shard does not hold it")
-        return files, dict(index.get("metadata") or {})
+        unlisted = sorted(set(actual) - set(weight_map))
+        if unlisted:
+            raise CheckpointError(f"{index_path.name} does not list tensor {unlisted[0]} of {actual[unlisted[0]]}; "
+                                  "the index is incomplete")
+        return files, metadata
     if single.is_file():
         return [read_header(single)], None
     others = sorted(folder.glob("*.safetensors"))

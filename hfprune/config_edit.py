@@ -12,6 +12,7 @@ import copy
 from .architectures import SKIP_MODEL_TYPE_PREFIX, Architecture, base_model_type
 from .errors import CheckpointError
 from .plan import Plan
+from .remote_code import AUTO_MAP, SKIP_MODEL_CLASS
 
 # One entry per element of the layer stack.
 PER_LAYER_LISTS = {"layer_types", "mlp_layer_types", "no_rope_layers", "layers_block_type"}
@@ -34,9 +35,6 @@ NON_LAYER_LISTS = {"architectures", "eos_token_id", "bos_token_id", "pad_token_i
                    "suppress_tokens", "begin_suppress_tokens"}
 KNOWN = PER_LAYER_LISTS | INDEX_LISTS | THRESHOLDS | set(PERIODIC) | NOT_PER_LAYER
 
-MODELING_FILE = "modeling_hfprune.py"
-SKIP_CONFIG_CLASS = "HfprunePrunedConfig"
-SKIP_MODEL_CLASS = "HfprunePrunedForCausalLM"
 
 
 def check_known_fields(dec: dict, where: str = "config.json") -> None:
@@ -152,5 +150,4 @@ def _write_skips(out: dict, dec: dict, skips: dict[int, list[str]], arch: Archit
         out["hfprune_base"] = {"model_type": base_model_type(model_type), "architecture": causal}
         out["model_type"] = SKIP_MODEL_TYPE_PREFIX + model_type
     out["architectures"] = [SKIP_MODEL_CLASS]
-    module = MODELING_FILE[:-3]
-    out["auto_map"] = {"AutoConfig": f"{module}.{SKIP_CONFIG_CLASS}", "AutoModelForCausalLM": f"{module}.{SKIP_MODEL_CLASS}"}
+    out["auto_map"] = dict(AUTO_MAP)

@@ -7,14 +7,10 @@ import random
 from dataclasses import dataclass
 from pathlib import Path
 
-from .errors import HfpruneError
+from .errors import DataError
 
 WIKITEXT2 = "wikitext:wikitext-2-raw-v1"
 TEXT_COLUMNS = ("text", "content", "document")
-
-
-class DataError(HfpruneError):
-    """Calibration or training data is missing, empty, too short or malformed."""
 
 
 @dataclass(frozen=True)

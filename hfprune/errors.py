@@ -19,3 +19,23 @@ class OutputExistsError(HfpruneError):
 
 class HubError(HfpruneError):
     """The Hub refused or could not be reached (missing repo, gated repo, no token, no network)."""
+
+
+class UnsafeOutputError(OutputExistsError):
+    """Writing or replacing the output would destroy an input or a folder hfprune did not write."""
+
+
+class RecipeError(HfpruneError):
+    """The recipe file or the flags that override it are invalid."""
+
+
+class DataError(HfpruneError):
+    """Calibration or training data is missing, empty, too short or malformed."""
+
+
+class RecoveryError(HfpruneError):
+    """Recovery cannot run as asked (no CUDA for QLoRA, bad layer list, nothing to resume)."""
+
+
+class EvalError(HfpruneError):
+    """Evaluation cannot run as asked (unknown task, unreadable model, unreachable task data)."""

@@ -14,16 +14,13 @@ import time
 from pathlib import Path
 
 from . import __version__, cache_root
-from .errors import HfpruneError
+from .errors import EvalError
+from .workdir import write_json
 
 DATA_DIR = Path(__file__).parent / "data"
 DEFAULT_EVAL_CACHE = cache_root() / "eval"
 PRIMARY_METRICS = ("acc", "acc_norm", "word_perplexity", "byte_perplexity", "exact_match")
 LATENCY_PROMPT = "Below is an instruction that describes a task. Write a response that appropriately completes"
-
-
-class EvalError(HfpruneError):
-    """Evaluation cannot run as asked (unknown task, unreadable model)."""
 
 
 def bundled_tasks_dir(tmp: Path) -> Path:
@@ -63,15 +60,15 @@ def load_for_eval(model_path: Path, trust_remote_code: bool = False):
     import torch
     from transformers import AutoModelForCausalLM, AutoTokenizer
 
-    from .recover import is_own_modeling_code
+    from .remote_code import model_trust, tokenizer_trust
 
-    trust = trust_remote_code or is_own_modeling_code(model_path)
     dtype = torch.bfloat16 if torch.cuda.is_available() else torch.float32
-    model = AutoModelForCausalLM.from_pretrained(model_path, dtype=dtype, trust_remote_code=trust).eval()
+    model = AutoModelForCausalLM.from_pretrained(model_path, dtype=dtype,
+                                                 trust_remote_code=model_trust(model_path, trust_remote_code)).eval()
     if torch.cuda.is_available():
         model = model.to("cuda")
     try:
-        tokenizer = AutoTokenizer.from_pretrained(model_path, trust_remote_code=trust)
+        tokenizer = AutoTokenizer.from_pretrained(model_path, trust_remote_code=tokenizer_trust(trust_remote_code))
     except (OSError, ValueError) as e:
         raise EvalError(f"cannot load the tokenizer of {model_path}: {str(e).splitlines()[0]}") from None
     return model, tokenizer
@@ -185,9 +182,6 @@ def cached_evaluation(identity: dict, model_path: Path, tasks: list[str], cache_
         return result
     result = evaluate_model(model_path, tasks, **kwargs)
     if path is not None:
-        path.parent.mkdir(parents=True, exist_ok=True)
-        tmp = path.with_name(f".{path.name}.tmp")
-        tmp.write_text(json.dumps(result))
-        tmp.replace(path)
+        write_json(path, result, indent=None)
     result["cached"] = False
     return result

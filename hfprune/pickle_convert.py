@@ -19,7 +19,9 @@ def convert_pickle_checkpoint(source: Path, dest: Path) -> Path:
     dest.mkdir(parents=True)
     index_path = source / PICKLE_INDEX
     if index_path.is_file():
-        shards = list(dict.fromkeys(json.loads(index_path.read_text())["weight_map"].values()))
+        from .checkpoint import read_weight_map
+
+        shards = list(dict.fromkeys(read_weight_map(index_path)[0].values()))
     else:
         shards = sorted(p.name for p in source.glob("*.bin"))
     if not shards:
@@ -27,6 +29,8 @@ def convert_pickle_checkpoint(source: Path, dest: Path) -> Path:
     weight_map = {}
     total = 0
     for k, shard in enumerate(shards, start=1):
+        if not (source / shard).is_file():
+            raise CheckpointError(f"{PICKLE_INDEX} lists {shard}, which is not in {source}")
         try:
             # weights_only refuses arbitrary pickled objects: tensors and plain containers only
             state = torch.load(source / shard, map_location="cpu", weights_only=True, mmap=True)

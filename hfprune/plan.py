@@ -11,14 +11,23 @@ import re
 from dataclasses import dataclass, field
 from pathlib import Path
 
+from pydantic import BaseModel, ConfigDict, Field
+
 from .errors import PlanError
 
 PLAN_FORMAT = "hfprune-plan"
 PLAN_VERSION = 1
 
 
-def parse_layer_list(text: str, what: str = "layer list") -> list[int]:
-    """Parse '3,7,9-11' into [3, 7, 9, 10, 11]; a repeated index or bad token raises PlanError."""
+MAX_LAYERS = 100_000  # no decoder has more; bounds a range before it is expanded
+
+
+def parse_layer_list(text: str, what: str = "layer list", num_layers: int | None = None) -> list[int]:
+    """Parse '3,7,9-11' into [3, 7, 9, 10, 11]; a repeated index, bad token or out-of-range index raises PlanError.
+
+    With `num_layers`, indices must lie in 0..num_layers-1; every range is checked before it is expanded.
+    """
+    limit = num_layers if num_layers is not None else MAX_LAYERS
     out: list[int] = []
     for token in (t.strip() for t in str(text).split(",")):
         if not token:
@@ -30,6 +39,9 @@ def parse_layer_list(text: str, what: str = "layer list") -> list[int]:
         hi = int(m.group(2)) if m.group(2) is not None else lo
         if hi < lo:
             raise PlanError(f"{what}: range {token!r} runs backwards; write it as {hi}-{lo}")
+        if hi >= limit:
+            bound = f"this model has layers 0-{limit - 1}" if num_layers is not None else "no model has that many"
+            raise PlanError(f"{what}: layer index {hi} is out of range; {bound} (0-based)")
         out.extend(range(lo, hi + 1))
     seen: set[int] = set()
     for i in out:
@@ -51,6 +63,18 @@ def format_layer_list(indices) -> str:
         parts.append(str(idx[i]) if i == j else f"{idx[i]}-{idx[j]}")
         i = j + 1
     return ",".join(parts) if parts else "none"
+
+
+class _PlanFile(BaseModel):
+    """The JSON schema of a plan file, validated strictly."""
+
+    model_config = ConfigDict(strict=True)
+
+    num_layers: int = Field(ge=1, le=MAX_LAYERS)
+    drop_layers: list[int] = Field(default_factory=list)
+    skip_attention: list[int] = Field(default_factory=list)
+    skip_mlp: list[int] = Field(default_factory=list)
+    metric: str | None = None
 
 
 @dataclass(frozen=True)
@@ -101,7 +125,7 @@ class Plan:
             raise PlanError(f"the model reports {n} layers; nothing to prune")
         for what, idx in (("drop_layers", self.drop_layers), ("skip_attention", self.skip_attention),
                           ("skip_mlp", self.skip_mlp)):
-            bad = [i for i in idx if not isinstance(i, int) or i < 0 or i >= n]
+            bad = [i for i in idx if type(i) is not int or i < 0 or i >= n]
             if bad:
                 raise PlanError(
                     f"{what}: layer index {bad[0]} is out of range; this model has layers 0-{n - 1} (0-based)"
@@ -192,29 +216,42 @@ class Plan:
 
     @classmethod
     def from_dict(cls, d: dict, source: str = "plan") -> "Plan":
+        """A validated plan from its JSON form. Types are strict: indices and num_layers must be JSON integers
+        (no strings, floats or booleans), the lists must be lists and the metric a string."""
+        from pydantic import ValidationError
+
         if not isinstance(d, dict) or d.get("format") != PLAN_FORMAT:
             raise PlanError(f"{source} is not an hfprune plan (expected \"format\": \"{PLAN_FORMAT}\")")
         if d.get("version") != PLAN_VERSION:
-            raise PlanError(f"{source} has plan version {d.get('version')}; this hfprune reads version {PLAN_VERSION}")
+            raise PlanError(f"{source} has plan version {d.get('version')!r}; this hfprune reads version {PLAN_VERSION}")
         known = {"format", "version", "num_layers", "drop_layers", "skip_attention", "skip_mlp", "metric"}
         try:
-            n = int(d["num_layers"])
-            lists = {k: tuple(int(i) for i in d.get(k, [])) for k in ("drop_layers", "skip_attention", "skip_mlp")}
-        except (KeyError, TypeError, ValueError):
-            raise PlanError(f"{source}: num_layers and the layer lists must be integers") from None
+            spec = _PlanFile.model_validate({k: v for k, v in d.items() if k in known})
+        except ValidationError as e:
+            err = e.errors()[0]
+            loc = ".".join(str(x) for x in err["loc"])
+            hint = "" if loc == "metric" else "; layer indices and num_layers must be JSON integers"
+            raise PlanError(f"{source}: {loc} {err['msg'].lower()} (got {err.get('input')!r}){hint}") from None
         extra = {k: v for k, v in d.items() if k not in known}
-        return cls(n, metric=d.get("metric"), extra=extra, **lists).validated()
+        return cls(spec.num_layers, tuple(spec.drop_layers), tuple(spec.skip_attention), tuple(spec.skip_mlp),
+                   spec.metric, extra).validated()
 
     @classmethod
     def load(cls, path: str | Path) -> "Plan":
         """Read a plan JSON file written by `hfprune score` or by hand."""
         p = Path(path)
+        if p.is_dir():
+            raise PlanError(f"plan file {p} is a folder; give the plan's JSON file")
         try:
-            d = json.loads(p.read_text())
+            d = json.loads(p.read_text(encoding="utf-8"))
         except FileNotFoundError:
             raise PlanError(f"plan file {p} does not exist") from None
+        except UnicodeDecodeError:
+            raise PlanError(f"plan file {p} is not UTF-8 text") from None
         except json.JSONDecodeError as e:
             raise PlanError(f"plan file {p} is not valid JSON ({e.msg} at line {e.lineno})") from None
+        except RecursionError:
+            raise PlanError(f"plan file {p} is nested too deeply to be a plan") from None
         return cls.from_dict(d, source=str(p))
 
     def check_model(self, num_layers: int) -> None:

@@ -10,15 +10,11 @@ from typing import Literal
 
 from pydantic import BaseModel, ConfigDict, Field, ValidationError, model_validator
 
-from .errors import HfpruneError
+from .errors import RecipeError
 from .recover import RecoverOptions
 
 DEFAULT_TASKS = ["piqa", "hellaswag", "openbookqa", "arc_easy", "arc_challenge", "mmlu", "cmmlu", "winogrande",
                  "wikitext"]
-
-
-class RecipeError(HfpruneError):
-    """The recipe file or the flags that override it are invalid."""
 
 
 class _Strict(BaseModel):

@@ -10,7 +10,6 @@ from __future__ import annotations
 
 import json
 import shutil
-import tempfile
 import time
 from dataclasses import dataclass
 from pathlib import Path
@@ -19,17 +18,15 @@ from pydantic import BaseModel, ConfigDict, Field
 
 from . import __version__
 from .checkpoint import read_config
-from .data import DataError
-from .errors import HfpruneError, PlanError
+from .errors import DataError, PlanError, RecoveryError
 from .instructions import IGNORE_INDEX, load_examples, resolve_dataset, tokenize_example
-from .surgery import PROVENANCE_FILE, check_output, copy_aux_files
+from .remote_code import MODELING_FILE, model_trust, tokenizer_trust
+from .surgery import copy_aux_files
+from .workdir import (CHECKPOINTS_MARKER, PROVENANCE_FILE, check_not_input, check_output, remove_hfprune_folder,
+                      staged_folder)
 
 METHODS = ("partial", "lora", "qlora")
 DEFAULT_LORA_TARGETS = ("q_proj", "k_proj", "v_proj", "o_proj", "gate_proj", "up_proj", "down_proj")
-
-
-class RecoveryError(HfpruneError):
-    """Recovery cannot run as asked (no CUDA for QLoRA, bad layer list, nothing to resume)."""
 
 
 class RecoverOptions(BaseModel):
@@ -84,22 +81,23 @@ def recover(model_path: str | Path, output: str | Path, options: RecoverOptions,
     """Fine-tune the checkpoint at `model_path` and write the healed checkpoint to `output`."""
     model_path, output = Path(model_path), Path(output)
     validate_options(options)
-    check_output(output, overwrite)
+    ckpt_dir = checkpoints_dir(output)
+    check_output(output, overwrite, {"model": model_path})
+    check_not_input(ckpt_dir, {"model": model_path}, "checkpoint folder")
     config = read_config(model_path)
     num_layers = config.get("num_hidden_layers") or config.get("text_config", {}).get("num_hidden_layers")
     train_layers = _train_layers(options, num_layers) if options.method == "partial" else None
-    ckpt_dir = checkpoints_dir(output)
-    if resume and not _last_checkpoint(ckpt_dir):
-        raise RecoveryError(f"--resume: no checkpoint in {ckpt_dir}; run without --resume to start")
-    if not resume and ckpt_dir.exists():
-        shutil.rmtree(ckpt_dir)
+    if resume and not last_complete_checkpoint(ckpt_dir):
+        raise RecoveryError(f"--resume: no checkpoint to resume in {ckpt_dir} (none was completely written); run without --resume to start")
+    if not resume:
+        remove_hfprune_folder(ckpt_dir)  # refuses a folder hfprune did not write
 
     import torch
     from transformers import AutoTokenizer
 
     if options.method == "qlora":
         _require_qlora()
-    tokenizer = AutoTokenizer.from_pretrained(model_path, trust_remote_code=_trust(model_path, options))
+    tokenizer = AutoTokenizer.from_pretrained(model_path, trust_remote_code=tokenizer_trust(options.trust_remote_code))
     if tokenizer.pad_token_id is None:
         tokenizer.pad_token = tokenizer.eos_token
     examples = load_examples(options.dataset)
@@ -173,31 +171,11 @@ def _require_qlora() -> None:
         raise RecoveryError("qlora needs bitsandbytes: pip install 'hfprune[qlora]'")
 
 
-def _trust(model_path: Path, o: RecoverOptions) -> bool:
-    """Trust remote code only when asked, or when it is exactly the modeling file hfprune itself ships."""
-    return o.trust_remote_code or is_own_modeling_code(model_path)
-
-
-def is_own_modeling_code(folder: Path) -> bool:
-    """True when `folder` ships hfprune's skip-map modeling file byte for byte (so loading it runs our code)."""
-    from .architectures import architecture_for
-    from .config_edit import MODELING_FILE
-    from .surgery import write_modeling_file
-
-    config = read_config(folder)
-    shipped = folder / MODELING_FILE
-    if "hfprune_base" not in config or not shipped.is_file():
-        return False
-    with tempfile.TemporaryDirectory() as tmp:
-        write_modeling_file(Path(tmp), config, architecture_for(config))
-        return (Path(tmp) / MODELING_FILE).read_bytes() == shipped.read_bytes()
-
-
 def _load_for_training(model_path: Path, o: RecoverOptions, config: dict):
     import torch
     from transformers import AutoModelForCausalLM
 
-    kwargs = {"trust_remote_code": _trust(model_path, o)}
+    kwargs = {"trust_remote_code": model_trust(model_path, o.trust_remote_code)}
     if o.method == "qlora":
         from transformers import BitsAndBytesConfig
 
@@ -304,6 +282,10 @@ def _train(model, tokenizer, rows, o: RecoverOptions, ckpt_dir: Path, resume: bo
             if stop_after is not None and state.global_step >= stop_after:
                 raise KeyboardInterrupt("stopped for a test")
 
+        def on_save(self, args, state, control, **kw):
+            # Trainer calls this after a checkpoint is fully written: only marked checkpoints are resumed from
+            (ckpt_dir / f"checkpoint-{state.global_step}" / COMPLETE_MARKER).write_text("complete\n")
+
         def on_log(self, args, state, control, logs=None, **kw):
             if logs is not None and "loss" in logs:
                 tracker.losses.append(float(logs["loss"]))
@@ -319,15 +301,34 @@ def _train(model, tokenizer, rows, o: RecoverOptions, ckpt_dir: Path, resume: bo
         dataloader_pin_memory=torch.cuda.is_available(),
         save_only_model=False,
     )
+    ckpt_dir.mkdir(parents=True, exist_ok=True)
+    (ckpt_dir / CHECKPOINTS_MARKER).write_text("training checkpoints written by hfprune recover\n")
     trainer = Trainer(model=model, args=args, train_dataset=rows, data_collator=Collator(), callbacks=[Progress()])
-    last = _last_checkpoint(ckpt_dir) if resume else None
+    last = last_complete_checkpoint(ckpt_dir, remove_incomplete=True) if resume else None
     trainer.train(resume_from_checkpoint=str(last) if last else None)
     return tracker, (last.name if last else None)
 
 
-def _last_checkpoint(ckpt_dir: Path) -> Path | None:
-    found = [p for p in ckpt_dir.glob("checkpoint-*") if p.name.split("-")[-1].isdigit()] if ckpt_dir.is_dir() else []
-    return max(found, key=lambda p: int(p.name.split("-")[-1])) if found else None
+COMPLETE_MARKER = "hfprune-complete"
+
+
+def last_complete_checkpoint(ckpt_dir: Path, remove_incomplete: bool = False) -> Path | None:
+    """The newest training checkpoint that was completely written (a kill while saving leaves an incomplete one,
+    which transformers' get_last_checkpoint would pick); with remove_incomplete, incomplete ones are deleted so
+    Trainer's own rotation never sees them."""
+    from transformers.trainer_utils import get_last_checkpoint
+
+    if not ckpt_dir.is_dir():
+        return None
+    if remove_incomplete:
+        for p in ckpt_dir.glob("checkpoint-*"):
+            if p.is_dir() and not (p / COMPLETE_MARKER).is_file():
+                shutil.rmtree(p, ignore_errors=True)
+        last = get_last_checkpoint(str(ckpt_dir))
+        return Path(last) if last else None
+    complete = [p for p in ckpt_dir.glob("checkpoint-*")
+                if p.name.split("-")[-1].isdigit() and (p / COMPLETE_MARKER).is_file()]
+    return max(complete, key=lambda p: int(p.name.split("-")[-1])) if complete else None
 
 
 def _merge(model, model_path: Path, o: RecoverOptions, ckpt_dir: Path):
@@ -340,7 +341,7 @@ def _merge(model, model_path: Path, o: RecoverOptions, ckpt_dir: Path):
 
     adapter = ckpt_dir / "final-adapter"
     model.save_pretrained(adapter)
-    base = AutoModelForCausalLM.from_pretrained(model_path, dtype=torch.bfloat16, trust_remote_code=_trust(model_path, o))
+    base = AutoModelForCausalLM.from_pretrained(model_path, dtype=torch.bfloat16, trust_remote_code=model_trust(model_path, o.trust_remote_code))
     return PeftModel.from_pretrained(base, adapter).merge_and_unload()
 
 
@@ -350,23 +351,16 @@ def _save(model, model_path: Path, output: Path, config: dict, o: RecoverOptions
           train_layers: list[int] | None, overwrite: bool) -> None:
     import torch
 
-    from .surgery import publish_folder
-
     dtype = getattr(torch, str(config.get("dtype") or config.get("torch_dtype") or "float32"), torch.float32)
     model = model.to(dtype)
-    output.parent.mkdir(parents=True, exist_ok=True)
-    staging = Path(tempfile.mkdtemp(prefix=f".{output.name}.partial-", dir=output.parent))
-    try:
+    with staged_folder(output, overwrite) as staging:
         model.save_pretrained(staging, max_shard_size="5GB")
-        for extra in ("generation_config.json",):
-            (staging / extra).unlink(missing_ok=True)
+        (staging / "generation_config.json").unlink(missing_ok=True)  # the source's own is copied below
         new_config = json.loads(json.dumps(config))
         if tied == "untied":
             new_config["tie_word_embeddings"] = False
         (staging / "config.json").write_text(json.dumps(new_config, indent=2) + "\n")
         copy_aux_files(model_path, staging)
-        from .config_edit import MODELING_FILE
-
         if (model_path / MODELING_FILE).is_file():
             shutil.copyfile(model_path / MODELING_FILE, staging / MODELING_FILE)
         record = {}
@@ -376,7 +370,3 @@ def _save(model, model_path: Path, output: Path, config: dict, o: RecoverOptions
         recipe.update({"tied_embeddings_result": tied, "train_layers": train_layers})
         record.update({"hfprune_version": __version__, "recovery": recipe})
         (staging / PROVENANCE_FILE).write_text(json.dumps(record, indent=2) + "\n")
-        publish_folder(staging, output, overwrite)
-    except BaseException:
-        shutil.rmtree(staging, ignore_errors=True)
-        raise

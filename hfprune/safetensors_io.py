@@ -70,31 +70,52 @@ def read_header(path: str | os.PathLike) -> SafetensorsFile:
             raise CheckpointError(f"{path.name} has a corrupt or truncated safetensors header; {fix}")
         try:
             header = json.loads(f.read(n))
-        except (UnicodeDecodeError, json.JSONDecodeError):
+        except (UnicodeDecodeError, json.JSONDecodeError, RecursionError):
             raise CheckpointError(f"{path.name} has a corrupt safetensors header (not JSON); {fix}") from None
     if not isinstance(header, dict):
         raise CheckpointError(f"{path.name} has a corrupt safetensors header; {fix}")
     metadata = header.pop("__metadata__", None) or {}
+    if not isinstance(metadata, dict) or not all(isinstance(k, str) and isinstance(v, str)
+                                                 for k, v in metadata.items()):
+        raise CheckpointError(f"{path.name}: __metadata__ must map strings to strings; {fix}")
     data_start = 8 + n
     tensors = []
-    try:
-        for name, info in header.items():
-            dtype, shape = info["dtype"], tuple(int(d) for d in info["shape"])
-            begin, end = (int(x) for x in info["data_offsets"])
-            tensors.append(TensorInfo(name, dtype, shape, data_start + begin, data_start + end))
-    except (KeyError, TypeError, ValueError):
-        raise CheckpointError(f"{path.name} has a malformed safetensors header entry; {fix}") from None
-    tensors.sort(key=lambda t: t.begin)
+    for name, info in header.items():
+        if not _valid_entry(info):
+            raise CheckpointError(f"{path.name} has a malformed safetensors header entry for {name!r}; {fix}")
+        begin, end = info["data_offsets"]
+        tensors.append(TensorInfo(name, info["dtype"], tuple(info["shape"]), data_start + begin, data_start + end))
+    tensors.sort(key=lambda t: (t.begin, t.end))
+    # as the safetensors library requires: tensors tile the data buffer exactly, no gap, no overlap
+    expected = data_start
     for t in tensors:
         if t.dtype not in DTYPE_BYTES:
             raise CheckpointError(f"{path.name}: tensor {t.name} has unknown dtype {t.dtype}; {fix}")
         if t.end < t.begin or t.nbytes != t.numel * DTYPE_BYTES[t.dtype]:
             raise CheckpointError(f"{path.name}: tensor {t.name} has inconsistent offsets; {fix}")
-        if t.end > size:
-            raise CheckpointError(
-                f"{path.name} is truncated: tensor {t.name} ends at byte {t.end} but the file has {size}; {fix}"
-            )
+        if t.begin != expected:
+            what = "overlaps the previous tensor" if t.begin < expected else "leaves a gap before it"
+            raise CheckpointError(f"{path.name}: tensor {t.name} {what} (corrupt offsets); {fix}")
+        expected = t.end
+    if expected > size:
+        raise CheckpointError(f"{path.name} is truncated: its tensors need {expected} bytes but the file has "
+                              f"{size}; {fix}")
+    if expected != size:
+        raise CheckpointError(f"{path.name} has {size - expected} bytes after its last tensor (corrupt); {fix}")
     return SafetensorsFile(path, {t.name: t for t in tensors}, dict(metadata))
+
+
+def _is_int(x) -> bool:
+    return type(x) is int
+
+
+def _valid_entry(info) -> bool:
+    if not isinstance(info, dict) or not isinstance(info.get("dtype"), str):
+        return False
+    shape, offsets = info.get("shape"), info.get("data_offsets")
+    if not isinstance(shape, list) or not all(_is_int(d) and d >= 0 for d in shape):
+        return False
+    return (isinstance(offsets, list) and len(offsets) == 2 and all(_is_int(o) and o >= 0 for o in offsets))
 
 
 def write_renamed(

@@ -13,11 +13,13 @@ from pathlib import Path
 
 from . import __version__, cache_root
 from .checkpoint import Checkpoint
-from .data import WIKITEXT2, Calibration, DataError, load_calibration
-from .errors import PlanError
+from .data import WIKITEXT2, Calibration, load_calibration
+from .errors import DataError, PlanError
 from .hub import Source, resolve_source
 from .metrics import DISTANCES, ScoreInputs, angular_distances, finercut, get_metric, lowest
 from .plan import Plan
+from .remote_code import model_trust, tokenizer_trust
+from .workdir import write_json
 
 SCORES_FORMAT = "hfprune-scores"
 DEFAULT_CACHE = cache_root() / "scores"
@@ -80,12 +82,12 @@ def score(source: str | Path, options: ScoreOptions, *, plan_path: str | Path | 
         hit = False
         if cache_file is not None:
             cache_file.parent.mkdir(parents=True, exist_ok=True)
-            _atomic_write(cache_file, record)
+            write_json(cache_file, record)
     plan = Plan.from_dict(record["plan"])
     if scores_path is not None:
-        _atomic_write(Path(scores_path), record)
+        write_json(Path(scores_path), record)
     if plan_path is not None:
-        _atomic_write(Path(plan_path), plan.to_dict())
+        write_json(Path(plan_path), plan.to_dict())
     return ScoreResult(plan, record, hit)
 
 
@@ -152,18 +154,15 @@ def _load_model(path: Path, options: ScoreOptions):
     import torch
     from transformers import AutoModelForCausalLM, AutoTokenizer
 
-    from .recover import is_own_modeling_code
-
     if options.dtype not in ("auto", "float32", "bfloat16", "float16"):
         raise PlanError(f"--dtype {options.dtype}: choose float32, bfloat16, float16 or auto")
     dtype = "auto" if options.dtype == "auto" else getattr(torch, options.dtype)
-    trust = options.trust_remote_code or is_own_modeling_code(path)  # hfprune's own skip-map code only
-    kwargs = {"dtype": dtype, "trust_remote_code": trust}
+    kwargs = {"dtype": dtype, "trust_remote_code": model_trust(path, options.trust_remote_code)}
     if options.device_map:
         kwargs["device_map"] = options.device_map
     model = AutoModelForCausalLM.from_pretrained(path, **kwargs).eval()
     try:
-        tokenizer = AutoTokenizer.from_pretrained(path, trust_remote_code=trust)
+        tokenizer = AutoTokenizer.from_pretrained(path, trust_remote_code=tokenizer_trust(options.trust_remote_code))
     except (OSError, ValueError):
         raise DataError(f"{path} has no tokenizer; data-driven metrics need the checkpoint's tokenizer") from None
     return model, tokenizer
@@ -177,10 +176,3 @@ def _cache_key(src: Source, options: ScoreOptions, data: str | None, naive: bool
     blob = json.dumps({"v": __version__, "source": src.identity(), "options": options.__dict__, "data": data_id,
                        "naive": naive}, sort_keys=True, default=str)
     return hashlib.sha256(blob.encode()).hexdigest()[:24]
-
-
-def _atomic_write(path: Path, obj: dict) -> None:
-    path.parent.mkdir(parents=True, exist_ok=True)
-    tmp = path.with_name(f".{path.name}.tmp")
-    tmp.write_text(json.dumps(obj, indent=2) + "\n")
-    tmp.replace(path)

@@ -9,23 +9,23 @@ from __future__ import annotations
 
 import json
 import shutil
-import tempfile
 from dataclasses import dataclass
 from pathlib import Path
 
 from . import __version__
-from .architectures import Architecture, base_model_type
+from .architectures import base_model_type
 from .checkpoint import INDEX_NAME, SINGLE_NAME, Checkpoint
-from .config_edit import MODELING_FILE, edit_config
-from .errors import CheckpointError, OutputExistsError
+from .config_edit import edit_config
+from .errors import CheckpointError
 from .plan import Plan
+from .remote_code import skip_base, write_modeling_file
 from .safetensors_io import copy_file, write_renamed
+from .workdir import PROVENANCE_FILE, check_output, staged_folder
 
 # Files besides weights that a pruned checkpoint carries over unchanged.
 AUX_PATTERNS = ("generation_config.json", "tokenizer*", "special_tokens_map.json", "added_tokens.json",
                 "vocab.json", "vocab.txt", "merges.txt", "*.jinja", "chat_template.json", "LICENSE*", "USE_POLICY*",
                 "NOTICE*")
-PROVENANCE_FILE = "hfprune.json"
 
 
 @dataclass(frozen=True)
@@ -109,39 +109,27 @@ def prune_checkpoint(
 ) -> SizeReport:
     """Write the pruned checkpoint of the local folder `source` to `output`; return the size report.
 
-    `output` appears only when complete. An existing `output` is replaced only with `overwrite=True`.
+    `output` appears only when complete. An existing `output` is replaced only with `overwrite=True`, and only
+    when hfprune wrote it; an output that is, contains or lies inside `source` is refused.
     """
     output = Path(output)
-    check_output(output, overwrite)
+    check_output(output, overwrite, {"source": source})
     ckpt = Checkpoint.open(source)
     plan.check_model(ckpt.num_layers)
     renames = tensor_renames(ckpt, plan)
     config = edit_config(ckpt.config, plan, ckpt.arch, derived=derived_layer_lists(ckpt))
     report = size_report(ckpt, plan)
 
-    output.parent.mkdir(parents=True, exist_ok=True)
-    staging = Path(tempfile.mkdtemp(prefix=f".{output.name}.partial-", dir=output.parent))
-    try:
+    with staged_folder(output, overwrite) as staging:
         _write_weights(ckpt, renames, staging, progress)
         (staging / "config.json").write_text(json.dumps(config, indent=2) + "\n")
         copy_aux_files(ckpt.path, staging)
-        if "auto_map" in config:
-            write_modeling_file(staging, config, ckpt.arch)
+        base = skip_base(config.get("model_type"))
+        if base is not None and config.get("per_layer_config"):
+            write_modeling_file(staging, base)
         record = {"hfprune_version": __version__, "plan": plan.to_dict(), **(provenance or {})}
         (staging / PROVENANCE_FILE).write_text(json.dumps(record, indent=2) + "\n")
-        publish_folder(staging, output, overwrite)
-    except BaseException:
-        shutil.rmtree(staging, ignore_errors=True)
-        raise
     return report
-
-
-def check_output(output: Path, overwrite: bool) -> None:
-    """Refuse to touch an existing output unless asked to."""
-    if output.exists() and not overwrite:
-        raise OutputExistsError(f"{output} already exists; pass --overwrite to replace it or choose another -o")
-    if output.exists() and not output.is_dir():
-        raise OutputExistsError(f"{output} exists and is not a folder; remove it or choose another -o")
 
 
 def _write_weights(ckpt: Checkpoint, renames: dict[str, str | None], staging: Path, progress: bool) -> None:
@@ -181,18 +169,6 @@ def _progress(total: int, enabled: bool):
     return tqdm(total=total, unit="B", unit_scale=True, unit_divisor=1024, desc="pruning", disable=not enabled)
 
 
-def publish_folder(staging: Path, output: Path, overwrite: bool) -> None:
-    if output.exists():
-        if not overwrite:
-            raise OutputExistsError(f"{output} appeared while pruning; pass --overwrite to replace it")
-        trash = Path(tempfile.mkdtemp(prefix=f".{output.name}.old-", dir=output.parent))
-        output.rename(trash / output.name)
-        staging.rename(output)
-        shutil.rmtree(trash, ignore_errors=True)
-    else:
-        staging.rename(output)
-
-
 def copy_aux_files(source: Path, dest: Path) -> list[str]:
     """Copy tokenizer, generation config, chat template and licence files; return their names."""
     copied = []
@@ -226,27 +202,3 @@ def derived_layer_lists(ckpt: Checkpoint) -> dict[str, list]:
         if isinstance(value, list) and len(value) == ckpt.num_layers:
             out[key] = list(value)
     return out
-
-
-def write_modeling_file(folder: Path, config: dict, arch: Architecture) -> None:
-    """Ship the modeling code that makes a skip-map checkpoint compute exactly the pruned network."""
-    from transformers import CONFIG_MAPPING
-    from transformers.models.auto.modeling_auto import MODEL_FOR_CAUSAL_LM_MAPPING_NAMES
-
-    base = config["hfprune_base"]
-    config_cls = CONFIG_MAPPING[base["model_type"]]
-    model_name = base["architecture"]
-    if MODEL_FOR_CAUSAL_LM_MAPPING_NAMES.get(base["model_type"]) not in (model_name, None):
-        model_name = MODEL_FOR_CAUSAL_LM_MAPPING_NAMES[base["model_type"]]
-    template = (Path(__file__).parent / "remote" / f"{MODELING_FILE}.in").read_text()
-    text = template.format(
-        base_model_type=base["model_type"],
-        config_module=config_cls.__module__,
-        config_class=config_cls.__name__,
-        model_module=config_cls.__module__.replace(".configuration_", ".modeling_"),
-        model_class=model_name,
-        model_type=config["model_type"],
-        attention_modules=tuple(arch.attention),
-        mlp_modules=tuple(arch.mlp),
-    )
-    (folder / MODELING_FILE).write_text(text)

@@ -51,10 +51,17 @@ def test_output_exists_needs_overwrite(tiny_checkpoints, tmp_path, capsys):
     code = main(["prune", str(tiny_checkpoints("llama")), "-o", str(out), "--drop-last", "1"])
     assert_one_line_error(capsys, code, "already exists", "--overwrite")
     assert (out / "precious.txt").read_text() == "keep me"
-    assert main(["prune", str(tiny_checkpoints("llama")), "-o", str(out), "--drop-last", "1", "--overwrite",
+    # --overwrite never deletes a folder hfprune did not write
+    code = main(["prune", str(tiny_checkpoints("llama")), "-o", str(out), "--drop-last", "1", "--overwrite"])
+    assert_one_line_error(capsys, code, "not written by hfprune")
+    assert (out / "precious.txt").read_text() == "keep me"
+    # ... but replaces its own output
+    hf_out = tmp_path / "hf-out"
+    assert main(["prune", str(tiny_checkpoints("llama")), "-o", str(hf_out), "--drop-last", "2", "--no-progress"]) == 0
+    assert main(["prune", str(tiny_checkpoints("llama")), "-o", str(hf_out), "--drop-last", "1", "--overwrite",
                  "--no-progress"]) == 0
-    assert not (out / "precious.txt").exists() and (out / "model.safetensors").exists()
-    assert [p.name for p in tmp_path.iterdir()] == ["out"]  # no staging or trash left beside it
+    assert json.loads((hf_out / "config.json").read_text())["num_hidden_layers"] == 5
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["hf-out", "out"]  # no staging or trash left beside it
 
 
 def test_not_a_causal_lm(tmp_path, capsys):

@@ -1,0 +1,104 @@
+"""hfprune's own modeling code for skip-map checkpoints, and the one decision of when loading may run code.
+
+The shipped `modeling_hfprune.py` is rendered from a template with values taken only from hfprune's tables and
+transformers' own registries, keyed by the *base model type*; nothing from the checkpoint is pasted into it. So for
+each supported base type there is exactly one file hfprune can write, and a folder is trusted without
+`--trust-remote-code` only when its modeling file is byte-identical to that file, its `auto_map` names exactly
+hfprune's two classes in it, and no other code file would be imported. The trust covers the model (and its
+config) class only: tokenizers are never loaded with remote code unless the user passes --trust-remote-code.
+"""
+
+from __future__ import annotations
+
+import json
+import re
+from functools import lru_cache
+from pathlib import Path
+
+from .architectures import ARCHITECTURES, SKIP_MODEL_TYPE_PREFIX
+from .errors import CheckpointError
+
+MODELING_FILE = "modeling_hfprune.py"
+SKIP_CONFIG_CLASS = "HfprunePrunedConfig"
+SKIP_MODEL_CLASS = "HfprunePrunedForCausalLM"
+AUTO_MAP = {"AutoConfig": f"{MODELING_FILE[:-3]}.{SKIP_CONFIG_CLASS}",
+            "AutoModelForCausalLM": f"{MODELING_FILE[:-3]}.{SKIP_MODEL_CLASS}"}
+_TEMPLATE = Path(__file__).parent / "remote" / f"{MODELING_FILE}.in"
+_IDENTIFIER = re.compile(r"^[A-Za-z_][A-Za-z0-9_]*$")
+_MODULE = re.compile(r"^[A-Za-z_][A-Za-z0-9_]*(\.[A-Za-z_][A-Za-z0-9_]*)*$")
+
+
+def _identifier(value: str, what: str, pattern=_IDENTIFIER) -> str:
+    if not isinstance(value, str) or not pattern.match(value):
+        raise CheckpointError(f"{what} {value!r} is not a valid Python name; refusing to write it into code")
+    return value
+
+
+@lru_cache(maxsize=None)
+def modeling_code(base_model_type: str) -> str:
+    """The exact text of the modeling file hfprune ships for skip-map checkpoints of `base_model_type`."""
+    from transformers import CONFIG_MAPPING
+    from transformers.models.auto.modeling_auto import MODEL_FOR_CAUSAL_LM_MAPPING_NAMES
+
+    arch = ARCHITECTURES.get(base_model_type)
+    model_class = MODEL_FOR_CAUSAL_LM_MAPPING_NAMES.get(base_model_type)
+    if arch is None or arch.text_config_key or model_class is None or base_model_type not in CONFIG_MAPPING:
+        raise CheckpointError(f"attention/FFN skips are not supported for model type {base_model_type!r}; "
+                              "drop whole layers instead")
+    config_cls = CONFIG_MAPPING[base_model_type]
+    module = _identifier(config_cls.__module__, "config module", _MODULE)
+    for name in (*arch.attention, *arch.mlp):
+        _identifier(name, "module name")
+    return _TEMPLATE.read_text().format(
+        base_model_type=_identifier(base_model_type, "model type"),
+        config_module=module,
+        config_class=_identifier(config_cls.__name__, "config class"),
+        model_module=module.replace(".configuration_", ".modeling_"),
+        model_class=_identifier(model_class, "model class"),
+        model_type=SKIP_MODEL_TYPE_PREFIX + base_model_type,
+        attention_modules=tuple(arch.attention),
+        mlp_modules=tuple(arch.mlp),
+    )
+
+
+def skip_base(model_type: str) -> str | None:
+    """'hfprune_llama' -> 'llama' for a known base type; None for anything else."""
+    if isinstance(model_type, str) and model_type.startswith(SKIP_MODEL_TYPE_PREFIX):
+        base = model_type[len(SKIP_MODEL_TYPE_PREFIX):]
+        if base in ARCHITECTURES:
+            return base
+    return None
+
+
+def write_modeling_file(folder: Path, base_model_type: str) -> None:
+    """Ship the modeling code that makes a skip-map checkpoint compute exactly the pruned network."""
+    (Path(folder) / MODELING_FILE).write_text(modeling_code(base_model_type))
+
+
+def is_own_modeling_code(folder: str | Path) -> bool:
+    """True when loading `folder`'s model with trust_remote_code runs nothing but hfprune's own modeling file."""
+    folder = Path(folder)
+    try:
+        config = json.loads((folder / "config.json").read_text())
+        shipped = (folder / MODELING_FILE).read_bytes()
+    except (OSError, ValueError):
+        return False
+    if not isinstance(config, dict) or config.get("auto_map") != AUTO_MAP:
+        return False
+    base = skip_base(config.get("model_type"))
+    if base is None:
+        return False
+    try:
+        return shipped == modeling_code(base).encode()
+    except CheckpointError:
+        return False
+
+
+def model_trust(folder: str | Path, explicit: bool) -> bool:
+    """trust_remote_code for loading the *model* of `folder`: the user's explicit choice, or hfprune's own file."""
+    return bool(explicit) or is_own_modeling_code(folder)
+
+
+def tokenizer_trust(explicit: bool) -> bool:
+    """trust_remote_code for loading a tokenizer: only ever the user's explicit choice."""
+    return bool(explicit)
