@@ -46,6 +46,7 @@ class CardInputs:
     evaluation: dict  # eval.json
     scores: dict | None = None
     recovery: dict | None = None  # recipe recover section when a method ran
+    recovery_record: dict | None = None  # the healed checkpoint's hfprune.json: what actually ran
     needs_remote_code: bool = False
 
 
@@ -181,7 +182,8 @@ def build_card(inputs: CardInputs):
     datasets = []
     if inputs.recovery:
         ds = inputs.recovery.get("dataset")
-        datasets.append(DATASET_IDS.get(ds, ds) if ds and not Path(ds).exists() else None)
+        datasets.append(DATASET_IDS.get(ds, ds) if ds and not Path(ds).exists() and not Path(ds).is_absolute()
+                        else None)
     if inputs.scores and inputs.scores.get("data") and not Path(inputs.scores["data"]["source"]).exists():
         datasets.append(inputs.scores["data"]["source"].split(":")[0])
     datasets = [d for d in dict.fromkeys(datasets) if d]
@@ -196,12 +198,7 @@ def build_card(inputs: CardInputs):
     citations = list(dict.fromkeys(CITATIONS[k] for k in keys if k in CITATIONS))
     if plan.has_skips and CITATIONS["finercut"] not in citations:
         citations.insert(0, CITATIONS["finercut"])
-    recovery = None
-    if inputs.recovery:
-        r = inputs.recovery
-        what = (f"partial-layer fine-tuning (lm_head, final norm and the last {r.get('last_k')} layers)"
-                if r["method"] == "partial" else f"{r['method'].upper()} (r={r.get('lora_r')}, merged)")
-        recovery = {"label": f"{what} on {r.get('dataset')}"}
+    recovery = _recovery_summary(inputs, ev) if inputs.recovery else None
     scores_table = _scores_table(inputs.scores) if inputs.scores else ""
     return ModelCard.from_template(
         data, template_path=str(template_path()),
@@ -219,6 +216,42 @@ def build_card(inputs: CardInputs):
         needs_remote_code=inputs.needs_remote_code, source_ref=inputs.source_ref,
         recipe_yaml=inputs.recipe_yaml.strip(), citations=citations,
     )
+
+
+def dataset_label(name: str | None) -> str | None:
+    """A dataset as a card may name it: Hub ids as they are, local files by file name only (no local paths)."""
+    if not name:
+        return name
+    if name in DATASET_IDS:
+        return DATASET_IDS[name]
+    p = Path(name)
+    return p.name if (p.is_absolute() or p.exists() or len(p.parts) > 2) else name
+
+
+def _recovery_summary(inputs: CardInputs, ev: dict) -> dict:
+    r = inputs.recovery
+    record = inputs.recovery_record or {}
+    tied = (record.get("recovery") or {}).get("tied_embeddings_result")
+    if r["method"] == "partial":
+        head = {"frozen": "the tied lm_head kept frozen", "untied": "an untied copy of lm_head"}.get(tied, "lm_head")
+        what = f"partial-layer fine-tuning (the last {r.get('last_k')} layers, final norm and {head})"
+    else:
+        what = f"{r['method'].upper()} (r={r.get('lora_r')}, merged)"
+    out = {"label": f"{what} on {dataset_label(r.get('dataset'))}"}
+    run = record.get("recovery_run")
+    if run:
+        loss = (f", loss {run['first_loss']:.3f} → {run['last_loss']:.3f}"
+                if run.get("first_loss") is not None else "")
+        out["ran"] = (f"{run['optimizer_steps']} optimizer steps ({run['warmup_steps']} warm-up) at lr {run['lr']:g} "
+                      f"on {run['examples']:,} examples ({run['tokens']:,} tokens, {run['prompt']} prompt){loss}")
+        out["warnings"] = run.get("warnings") or []
+    if tied == "untied" and ev.get("pruned") and ev.get("recovered"):
+        extra = ev["recovered"]["size"]["parameters"] - ev["pruned"]["size"]["parameters"]
+        saved = ev["dense"]["size"]["parameters"] - ev["pruned"]["size"]["parameters"]
+        share = f" ({100 * extra / saved:.0f}% of what pruning saved)" if saved > 0 else ""
+        out["untie_note"] = (f"Healing untied lm_head from the input embeddings: +{_human(extra)} parameters{share}. "
+                             "Heal with --tied-embeddings freeze to keep the size win.")
+    return out
 
 
 def _removed_summary(plan: Plan) -> str:

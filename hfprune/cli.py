@@ -59,7 +59,7 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--remove", type=int, required=True, metavar="N",
                    help="layers to remove (angular: the block size; finercut: attention/FFN sub-blocks)")
     p.add_argument("-o", "--output", metavar="PLAN", default="plan.json", help="plan file (default: %(default)s)")
-    p.add_argument("--scores", metavar="FILE", default="scores.json", help="scores file (default: %(default)s)")
+    p.add_argument("--scores", metavar="FILE", help="scores file (default: scores.json beside the plan)")
     p.add_argument("--data", help="calibration text: a .txt/.json/.jsonl file or a Hub dataset id[:config] "
                                   "(ppl defaults to WikiText-2)")
     p.add_argument("--samples", type=int, default=10, help="calibration windows (default: %(default)s)")
@@ -89,8 +89,9 @@ def build_parser() -> argparse.ArgumentParser:
                         "local .json/.jsonl in either shape")
     p.add_argument("--last-k", type=int, default=3, help="partial: train the last K layers (default: %(default)s)")
     p.add_argument("--train-layers", metavar="LIST", help="partial: train exactly these layers instead, e.g. 20-23")
-    p.add_argument("--tied-embeddings", default="untie", choices=["untie", "freeze"],
-                   help="tied lm_head: untie it and train a copy (default) or keep it frozen")
+    p.add_argument("--tied-embeddings", default="freeze", choices=["freeze", "untie"],
+                   help="tied lm_head: keep it tied and frozen (default: the model keeps its size win) or untie it "
+                        "and train a copy (adds vocab x hidden parameters)")
     p.add_argument("--lora-r", type=int, default=8)
     p.add_argument("--lora-alpha", type=int, default=16)
     p.add_argument("--lora-dropout", type=float, default=0.05)
@@ -100,12 +101,13 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--epochs", type=float, default=2.0)
     p.add_argument("--batch-size", type=int, default=64, help="effective batch (default: %(default)s)")
     p.add_argument("--micro-batch-size", type=int, default=4, help="per step; the rest is gradient accumulation")
-    p.add_argument("--warmup-steps", type=int, default=100)
+    p.add_argument("--warmup-steps", type=int, default=None,
+                   help="default: 10%% of the optimizer steps, at most 100 (the paper's value, set for 52k examples)")
     p.add_argument("--max-length", type=int, help="default 256 for Alpaca, 1024 for Dolly")
     p.add_argument("--max-steps", type=int, default=-1)
     p.add_argument("--max-samples", type=int, help="use only the first N examples")
-    p.add_argument("--prompt", default="alpaca", choices=["alpaca", "chat"],
-                   help="the Alpaca prompt (default) or the model's chat template")
+    p.add_argument("--prompt", default="auto", choices=["auto", "alpaca", "chat"],
+                   help="auto (default): the model's chat template when it has one, else the Alpaca prompt")
     p.add_argument("--seed", type=int, default=0)
     p.add_argument("--save-steps", type=int, default=200, help="checkpoint every N optimizer steps")
     p.add_argument("--resume", action="store_true", help="continue from the last checkpoint of an interrupted run")
@@ -183,10 +185,19 @@ def _cmd_score(args) -> int:
                            seq_len=args.seq_len, seed=args.seed, batch_size=args.batch_size,
                            iterative_step=args.iterative_step, distance=args.distance, dtype=args.dtype,
                            device_map=args.device_map, trust_remote_code=args.trust_remote_code)
-    result = score(args.source, options, plan_path=args.output, scores_path=args.scores,
+    import shlex
+    from pathlib import Path
+
+    from .workdir import check_writable_file
+
+    scores_path = args.scores or str(Path(args.output).with_name("scores.json"))
+    for path, what in ((args.output, "-o"), (scores_path, "--scores")):
+        check_writable_file(path, what)
+    result = score(args.source, options, plan_path=args.output, scores_path=scores_path,
                    cache_dir=args.cache_dir or DEFAULT_CACHE, progress=not args.no_progress, token=args.token)
     print(f"{args.metric}: {result.plan.summary()}" + (" (cached)" if result.cached else ""))
-    print(f"wrote {args.output} and {args.scores}; apply with: hfprune prune SOURCE --plan {args.output} -o OUT")
+    print(f"wrote {args.output} and {scores_path}; apply with: "
+          f"hfprune prune {shlex.quote(args.source)} --plan {shlex.quote(args.output)} -o OUT")
     return 0
 
 
@@ -210,23 +221,29 @@ def _cmd_recover(args) -> int:
           + (f"; layers {result.train_layers}" if result.train_layers else ""))
     if result.tied_embeddings:
         print(f"tied embeddings: {result.tied_embeddings}")
+    run = result.run
+    print(f"{run['optimizer_steps']} optimizer steps ({run['warmup_steps']} warm-up) on {run['examples']} examples, "
+          f"{run['tokens']:,} tokens, prompt: {run['prompt']}")
     if result.losses:
         print(f"loss {result.losses[0]:.4f} -> {result.losses[-1]:.4f}; {result.tokens_per_s:.0f} tokens/s")
+    for w in result.warnings:
+        print(f"warning: {w}", file=sys.stderr)
     print(f"written: {result.output}")
     return 0
 
 
 def _cmd_eval(args) -> int:
-    import json
-    from pathlib import Path
-
     from .evaluate import evaluate_model
+    from .workdir import write_json
     from .recipe import DEFAULT_TASKS
 
+    from .workdir import check_writable_file
+
+    check_writable_file(args.output, "-o")  # before the evaluation, not after it
     tasks = [t for t in args.tasks.split(",") if t] if args.tasks else DEFAULT_TASKS
     result = evaluate_model(args.model, tasks, limit=args.limit, batch_size=args.batch_size,
                             include_path=args.include_path, trust_remote_code=args.trust_remote_code)
-    Path(args.output).write_text(json.dumps(result, indent=2) + "\n")
+    write_json(args.output, result)
     for task, metrics in result["tasks"].items():
         print(f"{task}: " + ", ".join(f"{k}={v:.4f}" for k, v in metrics.items()))
     print(f"parameters: {result['size']['parameters']:,}; {result['speed']['tokens_per_s']:.1f} tokens/s "
@@ -253,11 +270,12 @@ def _cmd_push(args) -> int:
     })
     if args.plan_file:
         from .plan import Plan
+        from .recipe import PlanSection
 
-        plan = Plan.load(args.plan_file)
-        recipe = recipe.override(**{"prune.drop_layers": list(plan.drop_layers) or None,
-                                    "prune.skip_attention": list(plan.skip_attention) or None,
-                                    "prune.skip_mlp": list(plan.skip_mlp) or None})
+        if any(v is not None for v in (args.drop_last, args.drop_layers, args.skip_attention, args.skip_mlp,
+                                       args.metric)):
+            raise RecipeError("give either --plan or --drop-last/--drop-layers/--skip-*/--metric, not both")
+        recipe = recipe.override(**{"prune.plan": PlanSection.from_plan(Plan.load(args.plan_file)).model_dump()})
     if not recipe.source:
         raise RecipeError("no SOURCE: give a Hub repo id or folder on the command line or source: in the recipe")
     work_dir = Path(args.work_dir) if args.work_dir else Path("hfprune-work") / name_stem(recipe)
@@ -281,20 +299,47 @@ def _cmd_demo(args) -> int:
     return 0
 
 
+class Terminated(KeyboardInterrupt):
+    """SIGTERM or SIGHUP: unwinds like Ctrl-C, so staged outputs are removed on the way out."""
+
+    def __init__(self, signum: int):
+        super().__init__(signum)
+        self.signum = signum
+
+
+def _raise_terminated(signum, frame):
+    raise Terminated(signum)
+
+
+def _install_signal_handlers() -> None:
+    import signal
+
+    for name in ("SIGTERM", "SIGHUP"):
+        sig = getattr(signal, name, None)
+        if sig is not None and signal.getsignal(sig) in (signal.SIG_DFL, None):
+            signal.signal(sig, _raise_terminated)
+
+
 def main(argv: list[str] | None = None) -> int:
     parser = build_parser()
     args = parser.parse_args(argv)
     if not getattr(args, "func", None):
         parser.print_help()
         return 2
+    _install_signal_handlers()
     try:
         return args.func(args)
     except HfpruneError as e:
         print(f"hfprune {args.command}: error: {e}", file=sys.stderr)
         return 2
-    except KeyboardInterrupt:
+    except KeyboardInterrupt as e:
         print(f"hfprune {args.command}: interrupted; no partial output was left at the destination", file=sys.stderr)
-        return 130
+        return 128 + e.signum if isinstance(e, Terminated) else 130
+    except OSError as e:  # full or read-only disk, permissions: the user can fix these
+        from .workdir import describe_os_error
+
+        print(f"hfprune {args.command}: error: {describe_os_error(e)}", file=sys.stderr)
+        return 2
 
 
 if __name__ == "__main__":

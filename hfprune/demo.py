@@ -2,10 +2,10 @@
 
 from __future__ import annotations
 
-import shutil
 from pathlib import Path
 
 from .errors import OutputExistsError
+from .workdir import remove_hfprune_folder
 
 SOURCE_DIR = "demo-source"
 
@@ -31,10 +31,10 @@ def run_demo(work_dir: str | Path, overwrite: bool = False, echo=print):
     from .tiny import build_tiny_checkpoint
 
     work = Path(work_dir)
-    if work.exists() and any(work.iterdir()):
+    if work.exists() and (not work.is_dir() or any(work.iterdir())):
         if not overwrite:
             raise OutputExistsError(f"{work} already exists; pass --overwrite or choose another --work-dir")
-        shutil.rmtree(work)
+        remove_hfprune_folder(work)  # only a folder an earlier demo (or push) made
     work.mkdir(parents=True, exist_ok=True)
     source = build_tiny_checkpoint(work / SOURCE_DIR, "llama", num_layers=8)
     echo(f"built a tiny 8-layer Llama-style model and a tokenizer trained on the fly: {source}")

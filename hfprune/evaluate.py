@@ -58,17 +58,15 @@ def bundled_tasks_dir(tmp: Path) -> Path:
 
 def load_for_eval(model_path: Path, trust_remote_code: bool = False):
     import torch
-    from transformers import AutoModelForCausalLM, AutoTokenizer
 
-    from .remote_code import model_trust, tokenizer_trust
+    from .remote_code import load_model, load_tokenizer
 
     dtype = torch.bfloat16 if torch.cuda.is_available() else torch.float32
-    model = AutoModelForCausalLM.from_pretrained(model_path, dtype=dtype,
-                                                 trust_remote_code=model_trust(model_path, trust_remote_code)).eval()
+    model = load_model(model_path, trust_remote_code, dtype=dtype).eval()
     if torch.cuda.is_available():
         model = model.to("cuda")
     try:
-        tokenizer = AutoTokenizer.from_pretrained(model_path, trust_remote_code=tokenizer_trust(trust_remote_code))
+        tokenizer = load_tokenizer(model_path, trust_remote_code)
     except (OSError, ValueError) as e:
         raise EvalError(f"cannot load the tokenizer of {model_path}: {str(e).splitlines()[0]}") from None
     return model, tokenizer

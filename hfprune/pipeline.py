@@ -12,10 +12,11 @@ import shutil
 from dataclasses import dataclass, field
 from pathlib import Path
 
-from .errors import HfpruneError, HubError, OutputExistsError
+from .errors import HfpruneError, HubError, OutputExistsError, RecipeError, UnsafeOutputError
 from .hub import Source, hub_errors, resolve_source
 from .plan import Plan
-from .recipe import Recipe, RecipeError
+from .recipe import Recipe
+from .workdir import WORKDIR_MARKER, check_not_input, staged_folder, write_json, write_text
 
 
 @dataclass
@@ -26,12 +27,6 @@ class PipelineResult:
     commit: str | None
     ran: list[str] = field(default_factory=list)
     skipped: list[str] = field(default_factory=list)
-
-
-def _write_json(path: Path, obj) -> None:
-    tmp = path.with_name(f".{path.name}.tmp")
-    tmp.write_text(json.dumps(obj, indent=2, default=str) + "\n")
-    tmp.replace(path)
 
 
 class Pipeline:
@@ -78,8 +73,12 @@ class Pipeline:
         else:
             from .api import prune
 
-            result = prune(r.source, dry_run=True, token=self.token, drop_last=p.drop_last,
-                           drop_layers=p.drop_layers, skip_attention=p.skip_attention, skip_mlp=p.skip_mlp)
+            if p.plan is not None:
+                plan = Plan.from_dict(p.plan.as_plan_dict(), "the recipe's prune.plan")
+                result = prune(r.source, dry_run=True, token=self.token, plan=plan)
+            else:
+                result = prune(r.source, dry_run=True, token=self.token, drop_last=p.drop_last,
+                               drop_layers=p.drop_layers, skip_attention=p.skip_attention, skip_mlp=p.skip_mlp)
             lines += result.describe()
         rec = r.recover
         lines.append("recover:    none" if rec.method == "none" else
@@ -92,9 +91,10 @@ class Pipeline:
         return lines
 
     def run(self) -> PipelineResult:
-        self._prepare_work_dir()
+        self._check_work_dir()  # reads only: a refused run leaves nothing behind
         repo_id = self._check_push_target() if self.recipe.push.enabled else None
         self.result.repo_id = repo_id
+        self._prepare_work_dir()
         source = self._stage("source", self.work / "source.json", self._source)
         src = Source(Path(source["path"]), source.get("repo_id"), source.get("revision"), source.get("sha"))
         plan = self._stage("plan", self.work / "plan.json", lambda: self._plan(src))
@@ -120,27 +120,47 @@ class Pipeline:
             self.echo(f"[{name}] ...")
             value = fn()
             if artifact.suffix == ".json" and value is not None:
-                _write_json(artifact, value)
+                write_json(artifact, value)
             self.result.ran.append(name)
         return json.loads(artifact.read_text()) if artifact.suffix == ".json" else None
 
+    def _own_entries(self) -> list[Path]:
+        """What is in the work dir besides the caller's kept entries and hfprune's marker."""
+        if not self.work.is_dir():
+            return []
+        return [p for p in self.work.iterdir() if p.name not in self.keep and p.name != WORKDIR_MARKER]
+
+    def _check_work_dir(self) -> None:
+        """Refuse a work dir that collides with the source, or one that --overwrite must not clear."""
+        local = Path(self.recipe.source).expanduser()
+        if local.is_dir():
+            kept = [self.work / k for k in self.keep]
+            if not any(local.resolve().is_relative_to(k.resolve()) for k in kept):
+                check_not_input(self.work, {"source": local}, "work dir")
+        if self.work.exists() and not self.work.is_dir():
+            raise OutputExistsError(f"work dir {self.work} exists and is not a folder; choose another --work-dir")
+        if not self._own_entries():
+            return
+        if self.resume:
+            recipe_file = self.work / "recipe.yaml"
+            if recipe_file.is_file() and recipe_file.read_text() != self.recipe.to_yaml():
+                raise RecipeError(f"--resume: {self.work} was started with a different recipe; use a new "
+                                  "--work-dir or --overwrite")
+        elif self.overwrite:
+            if not (self.work / WORKDIR_MARKER).is_file():
+                raise UnsafeOutputError(f"work dir {self.work} was not made by hfprune (no {WORKDIR_MARKER}); "
+                                        "--overwrite only clears hfprune's own work dirs. Choose another --work-dir")
+        else:
+            raise OutputExistsError(f"work dir {self.work} is not empty; pass --resume to continue it or "
+                                    "--overwrite to start over")
+
     def _prepare_work_dir(self) -> None:
-        recipe_file = self.work / "recipe.yaml"
-        text = self.recipe.to_yaml()
-        if self.work.exists() and any(p.name not in self.keep for p in self.work.iterdir()):
-            if self.resume:
-                if recipe_file.is_file() and recipe_file.read_text() != text:
-                    raise RecipeError(f"--resume: {self.work} was started with a different recipe; use a new "
-                                      "--work-dir or --overwrite")
-            elif self.overwrite:
-                for p in self.work.iterdir():
-                    if p.name not in self.keep:
-                        shutil.rmtree(p) if p.is_dir() else p.unlink()
-            else:
-                raise OutputExistsError(f"work dir {self.work} is not empty; pass --resume to continue it or "
-                                        "--overwrite to start over")
+        if self.overwrite and not self.resume:
+            for p in self._own_entries():
+                shutil.rmtree(p) if p.is_dir() and not p.is_symlink() else p.unlink()
         self.work.mkdir(parents=True, exist_ok=True)
-        recipe_file.write_text(text)
+        (self.work / WORKDIR_MARKER).write_text("work dir of hfprune push: --overwrite may clear it\n")
+        write_text(self.work / "recipe.yaml", self.recipe.to_yaml())
 
     # -------------------------------------------------------------- stages
     def _source(self) -> dict:
@@ -162,13 +182,17 @@ class Pipeline:
             opts = ScoreOptions(metric=p.metric, remove=p.remove, data=p.data, samples=p.samples, seq_len=p.seq_len,
                                 seed=p.seed, distance=p.distance, iterative_step=p.iterative_step,
                                 trust_remote_code=self.trust_remote_code)
-            result = score(src.path, opts, scores_path=self.work / "scores.json", cache_dir=self.score_cache,
+            result = score(src, opts, scores_path=self.work / "scores.json", cache_dir=self.score_cache,
                            progress=self.progress)
             return result.plan.to_dict()
         from .api import make_plan
         from .checkpoint import Checkpoint
 
         ckpt = Checkpoint.open(src.path)
+        if p.plan is not None:  # a plan file: its depth is checked and its metric kept (the card cites it)
+            plan = Plan.from_dict(p.plan.as_plan_dict(), "the recipe's prune.plan")
+            plan.check_model(ckpt.num_layers)
+            return plan.to_dict()
         plan = make_plan(ckpt.num_layers, drop_last=p.drop_last, drop_layers=p.drop_layers,
                          skip_attention=p.skip_attention, skip_mlp=p.skip_mlp)
         if p.drop_last and not (p.drop_layers or p.skip_attention or p.skip_mlp):
@@ -189,7 +213,7 @@ class Pipeline:
                                        recover_options=RecoverOptions(**self.recipe.recover.model_dump()),
                                        work=self.work / "iterative" / "rounds", score_cache=self.score_cache,
                                        progress=self.progress, echo=self.echo)
-        _write_json(self.work / "scores.json", {"format": "hfprune-scores", "version": 1, "metric": p.metric,
+        write_json(self.work / "scores.json", {"format": "hfprune-scores", "version": 1, "metric": p.metric,
                                                 "mode": "iterative-with-recovery", "rounds": rounds,
                                                 "num_layers": plan.num_layers, "remove": p.remove,
                                                 "plan": plan.to_dict()})
@@ -217,6 +241,8 @@ class Pipeline:
                          resume=(self.work / "recovered.checkpoints").exists(), progress=self.progress)
         if result.losses:
             self.echo(f"  loss {result.losses[0]:.4f} -> {result.losses[-1]:.4f}, {result.tokens_per_s:.0f} tokens/s")
+        for w in result.warnings:
+            self.echo(f"  warning: {w}")
 
     def _evaluate(self, src: Source) -> dict:
         from .evaluate import cached_evaluation, evaluate_model
@@ -234,12 +260,14 @@ class Pipeline:
         return out
 
     def _final(self, src: Source, plan: Plan, model_dir: Path, evaluation: dict, repo_id: str) -> None:
+
+        with staged_folder(self.work / "final", overwrite=True) as staging:
+            shutil.copytree(model_dir, staging, dirs_exist_ok=True)
+            self._write_final(staging, src, plan, evaluation, repo_id)
+
+    def _write_final(self, staging: Path, src: Source, plan: Plan, evaluation: dict, repo_id: str) -> None:
         from .card import CardInputs, build_card, layer_map_svg
 
-        final = self.work / "final"
-        staging = self.work / ".final.partial"
-        shutil.rmtree(staging, ignore_errors=True)
-        shutil.copytree(model_dir, staging)
         scores = json.loads((self.work / "scores.json").read_text()) if (self.work / "scores.json").exists() else None
         source = json.loads((self.work / "source.json").read_text())
         needs_code = (staging / "modeling_hfprune.py").exists()
@@ -248,17 +276,16 @@ class Pipeline:
             base_model=src.repo_id, license=source.get("license"), plan=plan, recipe_yaml=self.recipe.to_yaml(),
             evaluation=evaluation, scores=scores,
             recovery=self.recipe.recover.model_dump() if self.recipe.recover.method != "none" else None,
+            recovery_record=_read_json(self.work / "recovered" / "hfprune.json"),
             needs_remote_code=needs_code))
         card.save(staging / "README.md")
         (staging / "layer_map.svg").write_text(layer_map_svg(plan))
         (staging / "recipe.yaml").write_text(self.recipe.to_yaml())
         slim = {k: {kk: vv for kk, vv in v.items() if kk != "raw"} for k, v in evaluation.items()}
-        _write_json(staging / "eval.json", slim)
-        _write_json(staging / "lm_eval_results.json", {k: v.get("raw") for k, v in evaluation.items()})
+        write_json(staging / "eval.json", slim)
+        write_json(staging / "lm_eval_results.json", {k: v.get("raw") for k, v in evaluation.items()})
         if scores:
-            _write_json(staging / "scores.json", scores)
-        shutil.rmtree(final, ignore_errors=True)
-        staging.rename(final)
+            write_json(staging / "scores.json", scores)
 
     def _push(self, repo_id: str) -> dict:
         from huggingface_hub import HfApi
@@ -306,7 +333,16 @@ def name_stem(recipe: Recipe) -> str:
 
     name = parse_source(recipe.source)[0].rstrip("/").split("/")[-1]
     p = recipe.prune
-    tag = f"drop{p.drop_last}" if p.drop_last else f"{p.metric}{p.remove}" if p.metric else "pruned"
+    if p.drop_last:
+        tag = f"drop{p.drop_last}"
+    elif p.metric:
+        tag = f"{p.metric}{p.remove}"
+    elif p.plan is not None:
+        removed = len(p.plan.drop_layers)
+        tag = (f"{p.plan.metric}{removed}" if p.plan.metric and removed else
+               Plan.from_dict(p.plan.as_plan_dict(), "the recipe's prune.plan").tag())
+    else:
+        tag = "pruned"
     method = recipe.recover.method
     return f"{name}-{tag}" + ("" if method == "none" else f"-{method}")
 
@@ -329,3 +365,7 @@ def _source_license(src: Source, token: str | None) -> str | None:
     except Exception:  # noqa: BLE001 - a missing licence must never stop the pipeline
         return None
     return None
+
+
+def _read_json(path: Path) -> dict | None:
+    return json.loads(path.read_text()) if path.is_file() else None

@@ -21,9 +21,33 @@ class _Strict(BaseModel):
     model_config = ConfigDict(extra="forbid", validate_assignment=True)
 
 
-class PruneSection(_Strict):
-    """What to remove: explicit layers, or a metric that chooses `remove` of them."""
+class PlanSection(_Strict):
+    """A plan given whole (from `--plan FILE`): source numbering, checked against the model's depth."""
 
+    num_layers: int = Field(ge=1, strict=True)
+    drop_layers: list[int] = Field(default_factory=list, strict=True)
+    skip_attention: list[int] = Field(default_factory=list, strict=True)
+    skip_mlp: list[int] = Field(default_factory=list, strict=True)
+    metric: str | None = None
+
+    @classmethod
+    def from_plan(cls, plan) -> "PlanSection":
+        return cls(num_layers=plan.num_layers, drop_layers=list(plan.drop_layers),
+                   skip_attention=list(plan.skip_attention), skip_mlp=list(plan.skip_mlp), metric=plan.metric)
+
+    def as_plan_dict(self) -> dict:
+        from .plan import PLAN_FORMAT, PLAN_VERSION
+
+        return {"format": PLAN_FORMAT, "version": PLAN_VERSION, **self.model_dump(exclude_none=True)}
+
+
+EXPLICIT = ("drop_last", "drop_layers", "skip_attention", "skip_mlp", "plan")
+
+
+class PruneSection(_Strict):
+    """What to remove: explicit layers, a whole plan, or a metric that chooses `remove` of them."""
+
+    plan: PlanSection | None = None
     drop_last: int | None = Field(default=None, ge=1)
     drop_layers: list[int] | str | None = None
     skip_attention: list[int] | str | None = None
@@ -40,6 +64,8 @@ class PruneSection(_Strict):
     @model_validator(mode="after")
     def _one_way(self):
         explicit = self.drop_last is not None or self.drop_layers or self.skip_attention or self.skip_mlp
+        if self.plan is not None and (explicit or self.metric):
+            raise ValueError("give a plan, explicit layers (drop_last/drop_layers/skip_*) or a metric; not two")
         if explicit and self.metric:
             raise ValueError("give explicit layers (drop_last/drop_layers/skip_*) or a metric, not both")
         if self.metric and self.remove is None:
@@ -58,7 +84,8 @@ class PruneSection(_Strict):
 
     @property
     def is_empty(self) -> bool:
-        return not (self.drop_last or self.drop_layers or self.skip_attention or self.skip_mlp or self.metric)
+        return not (self.plan or self.drop_last or self.drop_layers or self.skip_attention or self.skip_mlp
+                    or self.metric)
 
 
 class RecoverSection(RecoverOptions):
@@ -125,10 +152,12 @@ class Recipe(_Strict):
                 data[section] = value
         if any(k.startswith("prune.") and flags[k] is not None for k in flags):
             explicit = {k.split(".", 1)[1] for k, v in flags.items() if k.startswith("prune.") and v is not None}
-            if explicit & {"drop_last", "drop_layers", "skip_attention", "skip_mlp"}:
+            if explicit & set(EXPLICIT):
                 data["prune"]["metric"] = data["prune"]["remove"] = None
+                for k in set(EXPLICIT) - explicit:  # the flags given replace the recipe's way of choosing
+                    data["prune"][k] = None
             if "metric" in explicit:
-                for k in ("drop_last", "drop_layers", "skip_attention", "skip_mlp"):
+                for k in EXPLICIT:
                     data["prune"][k] = None
         return Recipe.parse(data, "flags")
 

@@ -20,7 +20,7 @@ from . import __version__
 from .checkpoint import read_config
 from .errors import DataError, PlanError, RecoveryError
 from .instructions import IGNORE_INDEX, load_examples, resolve_dataset, tokenize_example
-from .remote_code import MODELING_FILE, model_trust, tokenizer_trust
+from .remote_code import MODELING_FILE, load_model, load_tokenizer
 from .surgery import copy_aux_files
 from .workdir import (CHECKPOINTS_MARKER, PROVENANCE_FILE, check_not_input, check_output, remove_hfprune_folder,
                       staged_folder)
@@ -41,7 +41,9 @@ class RecoverOptions(BaseModel):
     dataset: str = "alpaca"
     last_k: int = 3
     train_layers: list[int] | None = None
-    tied_embeddings: str = "untie"  # untie: train a separate lm_head; freeze: keep lm_head (= embeddings) frozen
+    # tied lm_head: freeze keeps it tied and frozen (the pruned model keeps its size win); untie trains a separate
+    # copy (vocab x hidden more parameters: on SmolLM2-135M that is the whole win of removing 8 layers)
+    tied_embeddings: str = "freeze"
     lora_r: int = 8
     lora_alpha: int = 16
     lora_dropout: float = 0.05
@@ -50,11 +52,11 @@ class RecoverOptions(BaseModel):
     epochs: float = 2.0
     batch_size: int = 64
     micro_batch_size: int = 4
-    warmup_steps: int = 100
+    warmup_steps: int | None = None  # None: 10% of the run's optimizer steps, at most 100 (the paper's value)
     max_length: int | None = None
     max_steps: int = -1
     max_samples: int | None = None
-    prompt: str = "alpaca"
+    prompt: str = "auto"  # auto: the model's chat template when it has one, else the Alpaca prompt
     seed: int = 0
     save_steps: int = 200
     trust_remote_code: bool = False
@@ -70,6 +72,8 @@ class RecoverResult:
     tied_embeddings: str | None
     train_layers: list[int] | None
     resumed_from: str | None
+    run: dict  # what actually ran: steps, warm-up, prompt, examples, tokens, first/last loss
+    warnings: list[str]
 
 
 def checkpoints_dir(output: Path) -> Path:
@@ -93,18 +97,18 @@ def recover(model_path: str | Path, output: str | Path, options: RecoverOptions,
         remove_hfprune_folder(ckpt_dir)  # refuses a folder hfprune did not write
 
     import torch
-    from transformers import AutoTokenizer
 
     if options.method == "qlora":
         _require_qlora()
-    tokenizer = AutoTokenizer.from_pretrained(model_path, trust_remote_code=tokenizer_trust(options.trust_remote_code))
+    tokenizer = load_tokenizer(model_path, options.trust_remote_code)
     if tokenizer.pad_token_id is None:
         tokenizer.pad_token = tokenizer.eos_token
     examples = load_examples(options.dataset)
     if options.max_samples:
         examples = examples[: options.max_samples]
     max_length = options.max_length or resolve_dataset(options.dataset)[1]
-    rows = [tokenize_example(ex, tokenizer, max_length, options.prompt) for ex in examples]
+    prompt = resolve_prompt(options.prompt, tokenizer)
+    rows = [tokenize_example(ex, tokenizer, max_length, prompt) for ex in examples]
     rows = [r for r in rows if any(label != IGNORE_INDEX for label in r["labels"])]
     if not rows:
         raise DataError(f"every example of {options.dataset} has its response cut off by --max-length {max_length}")
@@ -122,14 +126,23 @@ def recover(model_path: str | Path, output: str | Path, options: RecoverOptions,
             # the matmuls in bf16); the frozen rest stays in the low-precision dtype
             p.data = p.data.float()
 
-    tracker, resumed_from = _train(model, tokenizer, rows, options, ckpt_dir, resume, progress, _stop_after_steps)
+    steps, warmup, warnings = schedule(options, len(rows))
+    tracker, resumed_from = _train(model, tokenizer, rows, options, warmup, ckpt_dir, resume, progress,
+                                   _stop_after_steps)
+    losses = tracker.losses
+    if len(losses) >= 2 and abs(losses[0] - losses[-1]) <= 1e-3 * max(abs(losses[0]), 1e-8):
+        warnings.append(f"the loss did not move ({losses[0]:.4f} -> {losses[-1]:.4f}): the run changed almost "
+                        "nothing; raise --lr or train longer")
+    run = {"optimizer_steps": steps, "warmup_steps": warmup, "lr": options.lr, "prompt": prompt,
+           "examples": len(rows), "tokens": tracker.tokens, "first_loss": losses[0] if losses else None,
+           "last_loss": losses[-1] if losses else None, "warnings": warnings}
     model.eval()  # no dropout from here on: merging and saving see the deterministic network
     if options.method != "partial":
         model = _merge(model, model_path, options, ckpt_dir)
-    _save(model, model_path, output, config, options, tied, train_layers, overwrite)
+    _save(model, model_path, output, config, options, tied, train_layers, overwrite, run)
     shutil.rmtree(ckpt_dir, ignore_errors=True)
     return RecoverResult(output, trainable, total, tracker.losses, tracker.tokens_per_s(), tied, train_layers,
-                         resumed_from)
+                         resumed_from, run, warnings)
 
 
 # ---------------------------------------------------------------- validation and setup
@@ -140,13 +153,48 @@ def validate_options(o: RecoverOptions) -> None:
         raise PlanError(f"unknown recovery method {o.method!r}; choose one of {', '.join(METHODS)}")
     if o.tied_embeddings not in ("untie", "freeze"):
         raise PlanError("--tied-embeddings must be untie or freeze")
-    if o.prompt not in ("alpaca", "chat"):
-        raise PlanError("--prompt must be alpaca or chat")
+    if o.prompt not in ("auto", "alpaca", "chat"):
+        raise PlanError("--prompt must be auto, alpaca or chat")
+    if o.warmup_steps is not None and o.warmup_steps < 0:
+        raise PlanError("--warmup-steps must be 0 or more")
     for name in ("batch_size", "micro_batch_size", "last_k"):
         if getattr(o, name) < 1:
             raise PlanError(f"--{name.replace('_', '-')} must be at least 1")
     if o.batch_size % o.micro_batch_size:
         raise PlanError(f"--batch-size {o.batch_size} must be a multiple of --micro-batch-size {o.micro_batch_size}")
+
+
+def resolve_prompt(prompt: str, tokenizer) -> str:
+    """'auto' is the model's chat template when it has one (an instruct model is healed in its own format)."""
+    if prompt != "auto":
+        return prompt
+    return "chat" if getattr(tokenizer, "chat_template", None) else "alpaca"
+
+
+def schedule(o: RecoverOptions, examples: int) -> tuple[int, int, list[str]]:
+    """(optimizer steps, warm-up steps, warnings) for `examples` training rows.
+
+    The paper's 100 warm-up steps were set for 52k examples at batch 64 (~1,600 steps); on a small dataset they
+    would outlast the whole run, so the default scales warm-up to 10% of the steps (at most 100). An explicit
+    warm-up longer than the run, or an effective batch larger than the dataset, gets a one-line warning.
+    """
+    import math
+
+    accum = o.batch_size // o.micro_batch_size
+    per_epoch = max(1, math.ceil(math.ceil(examples / o.micro_batch_size) / accum))
+    steps = o.max_steps if o.max_steps and o.max_steps > 0 else max(1, math.ceil(per_epoch * o.epochs))
+    warnings = []
+    if o.batch_size > examples:
+        warnings.append(f"--batch-size {o.batch_size} is larger than the {examples} training examples: each epoch "
+                        "is a single optimizer step; use a smaller --batch-size or more data")
+    if o.warmup_steps is None:
+        warmup = min(100, round(0.1 * steps))
+    else:
+        warmup = o.warmup_steps
+        if warmup >= steps:
+            warnings.append(f"--warmup-steps {warmup} is not shorter than the run ({steps} optimizer steps): the "
+                            "learning rate never reaches --lr; leave --warmup-steps unset to scale it to the run")
+    return steps, warmup, warnings
 
 
 def _train_layers(o: RecoverOptions, num_layers: int) -> list[int]:
@@ -173,9 +221,8 @@ def _require_qlora() -> None:
 
 def _load_for_training(model_path: Path, o: RecoverOptions, config: dict):
     import torch
-    from transformers import AutoModelForCausalLM
 
-    kwargs = {"trust_remote_code": model_trust(model_path, o.trust_remote_code)}
+    kwargs = {}
     if o.method == "qlora":
         from transformers import BitsAndBytesConfig
 
@@ -185,7 +232,7 @@ def _load_for_training(model_path: Path, o: RecoverOptions, config: dict):
     else:
         kwargs["dtype"] = torch.bfloat16 if torch.cuda.is_available() else torch.float32
     # Device placement is left to Trainer, so FSDP/DeepSpeed launches get an unplaced model.
-    model = AutoModelForCausalLM.from_pretrained(model_path, **kwargs)
+    model = load_model(model_path, o.trust_remote_code, **kwargs)
     tied = bool(config.get("tie_word_embeddings", False))
     return model, ("tied" if tied else None)
 
@@ -247,7 +294,7 @@ class _Tracker:
         return self.tokens / self.seconds if self.seconds else 0.0
 
 
-def _train(model, tokenizer, rows, o: RecoverOptions, ckpt_dir: Path, resume: bool, progress: bool,
+def _train(model, tokenizer, rows, o: RecoverOptions, warmup: int, ckpt_dir: Path, resume: bool, progress: bool,
            stop_after: int | None):
     import torch
     from transformers import Trainer, TrainerCallback, TrainingArguments
@@ -294,7 +341,7 @@ def _train(model, tokenizer, rows, o: RecoverOptions, ckpt_dir: Path, resume: bo
     accum = o.batch_size // o.micro_batch_size
     args = TrainingArguments(
         output_dir=str(ckpt_dir), per_device_train_batch_size=o.micro_batch_size, gradient_accumulation_steps=accum,
-        learning_rate=o.lr, num_train_epochs=o.epochs, max_steps=o.max_steps, warmup_steps=o.warmup_steps,
+        learning_rate=o.lr, num_train_epochs=o.epochs, max_steps=o.max_steps, warmup_steps=warmup,
         optim="adamw_torch", lr_scheduler_type="linear", logging_steps=1, save_steps=o.save_steps,
         save_total_limit=2, seed=o.seed, data_seed=o.seed, report_to=[], disable_tqdm=not progress,
         remove_unused_columns=False, bf16=torch.cuda.is_available(), dataloader_num_workers=0,
@@ -337,18 +384,17 @@ def _merge(model, model_path: Path, o: RecoverOptions, ckpt_dir: Path):
         return model.merge_and_unload()
     import torch
     from peft import PeftModel
-    from transformers import AutoModelForCausalLM
 
     adapter = ckpt_dir / "final-adapter"
     model.save_pretrained(adapter)
-    base = AutoModelForCausalLM.from_pretrained(model_path, dtype=torch.bfloat16, trust_remote_code=model_trust(model_path, o.trust_remote_code))
+    base = load_model(model_path, o.trust_remote_code, dtype=torch.bfloat16)
     return PeftModel.from_pretrained(base, adapter).merge_and_unload()
 
 
 # ---------------------------------------------------------------- output
 
 def _save(model, model_path: Path, output: Path, config: dict, o: RecoverOptions, tied: str | None,
-          train_layers: list[int] | None, overwrite: bool) -> None:
+          train_layers: list[int] | None, overwrite: bool, run: dict) -> None:
     import torch
 
     dtype = getattr(torch, str(config.get("dtype") or config.get("torch_dtype") or "float32"), torch.float32)
@@ -368,5 +414,5 @@ def _save(model, model_path: Path, output: Path, config: dict, o: RecoverOptions
             record = json.loads((model_path / PROVENANCE_FILE).read_text())
         recipe = o.model_dump()
         recipe.update({"tied_embeddings_result": tied, "train_layers": train_layers})
-        record.update({"hfprune_version": __version__, "recovery": recipe})
+        record.update({"hfprune_version": __version__, "recovery": recipe, "recovery_run": run})
         (staging / PROVENANCE_FILE).write_text(json.dumps(record, indent=2) + "\n")

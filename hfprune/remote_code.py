@@ -102,3 +102,34 @@ def model_trust(folder: str | Path, explicit: bool) -> bool:
 def tokenizer_trust(explicit: bool) -> bool:
     """trust_remote_code for loading a tokenizer: only ever the user's explicit choice."""
     return bool(explicit)
+
+
+def _custom_code_refused(e: Exception) -> bool:
+    return isinstance(e, ValueError) and "trust_remote_code=True" in str(e)
+
+
+def load_model(folder: str | Path, trust_remote_code: bool = False, **kwargs):
+    """AutoModelForCausalLM.from_pretrained with hfprune's trust rule; refused custom code is one clear error."""
+    from transformers import AutoModelForCausalLM
+
+    try:
+        return AutoModelForCausalLM.from_pretrained(folder, trust_remote_code=model_trust(folder, trust_remote_code),
+                                                    **kwargs)
+    except ValueError as e:
+        if not _custom_code_refused(e):
+            raise
+        raise CheckpointError(f"{folder} ships its own modeling code, which hfprune runs only with "
+                              "--trust-remote-code (read it first)") from None
+
+
+def load_tokenizer(folder: str | Path, trust_remote_code: bool = False):
+    """AutoTokenizer.from_pretrained; a tokenizer's own code runs only with the user's explicit trust."""
+    from transformers import AutoTokenizer
+
+    try:
+        return AutoTokenizer.from_pretrained(folder, trust_remote_code=tokenizer_trust(trust_remote_code))
+    except ValueError as e:
+        if not _custom_code_refused(e):
+            raise
+        raise CheckpointError(f"the tokenizer of {folder} needs its own code, which hfprune runs only with "
+                              "--trust-remote-code (read it first)") from None

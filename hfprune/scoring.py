@@ -18,7 +18,7 @@ from .errors import DataError, PlanError
 from .hub import Source, resolve_source
 from .metrics import DISTANCES, ScoreInputs, angular_distances, finercut, get_metric, lowest
 from .plan import Plan
-from .remote_code import model_trust, tokenizer_trust
+from .remote_code import load_model, load_tokenizer
 from .workdir import write_json
 
 SCORES_FORMAT = "hfprune-scores"
@@ -50,7 +50,7 @@ class ScoreResult:
     cached: bool
 
 
-def score(source: str | Path, options: ScoreOptions, *, plan_path: str | Path | None = None,
+def score(source: str | Path | Source, options: ScoreOptions, *, plan_path: str | Path | None = None,
           scores_path: str | Path | None = None, cache_dir: str | Path | None = DEFAULT_CACHE,
           progress: bool = False, token: str | None = None, naive: bool = False) -> ScoreResult:
     """Score `source` with `options.metric`, pick `options.remove` layers (or sub-blocks), write the outputs."""
@@ -69,7 +69,7 @@ def score(source: str | Path, options: ScoreOptions, *, plan_path: str | Path | 
         if path is not None and Path(path).is_dir():
             raise PlanError(f"{path} is a folder; give a file name for the output")
 
-    src = resolve_source(str(source), token=token)
+    src = source if isinstance(source, Source) else resolve_source(str(source), token=token)
     ckpt = Checkpoint.open(src.path)
     _check_remove(options, ckpt.num_layers, metric.kind)
     key = _cache_key(src, options, data, naive)
@@ -152,17 +152,16 @@ def _run(src: Source, ckpt: Checkpoint, options: ScoreOptions, data: str | None,
 
 def _load_model(path: Path, options: ScoreOptions):
     import torch
-    from transformers import AutoModelForCausalLM, AutoTokenizer
 
     if options.dtype not in ("auto", "float32", "bfloat16", "float16"):
         raise PlanError(f"--dtype {options.dtype}: choose float32, bfloat16, float16 or auto")
     dtype = "auto" if options.dtype == "auto" else getattr(torch, options.dtype)
-    kwargs = {"dtype": dtype, "trust_remote_code": model_trust(path, options.trust_remote_code)}
+    kwargs = {"dtype": dtype}
     if options.device_map:
         kwargs["device_map"] = options.device_map
-    model = AutoModelForCausalLM.from_pretrained(path, **kwargs).eval()
+    model = load_model(path, options.trust_remote_code, **kwargs).eval()
     try:
-        tokenizer = AutoTokenizer.from_pretrained(path, trust_remote_code=tokenizer_trust(options.trust_remote_code))
+        tokenizer = load_tokenizer(path, options.trust_remote_code)
     except (OSError, ValueError):
         raise DataError(f"{path} has no tokenizer; data-driven metrics need the checkpoint's tokenizer") from None
     return model, tokenizer

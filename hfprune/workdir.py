@@ -183,7 +183,7 @@ def publish(staging: Path, output: Path, overwrite: bool) -> None:
 @contextlib.contextmanager
 def staged_folder(output: str | Path, overwrite: bool):
     """Yield a staging folder; on success it becomes `output`, on any failure or signal it is removed."""
-    output = Path(output)
+    output = Path(output).expanduser().resolve()  # "." or "a/.." name no sibling; the resolved path does
     staging = new_staging(output)
     try:
         yield staging

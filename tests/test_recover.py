@@ -114,10 +114,20 @@ def test_partial_trains_only_the_last_layers_and_head(pruned_model, alpaca_file,
     assert not checkpoints_dir(tmp_path / "out").exists()
 
 
-def test_tied_embeddings_untied_by_default_and_frozen_on_request(tied_model, alpaca_file, tmp_path):
+def test_tied_embeddings_frozen_by_default_and_untied_on_request(tied_model, alpaca_file, tmp_path):
+    """The default keeps a tied head tied and frozen, so the healed model keeps the pruning's size win."""
     before = tensors(tied_model)
     assert "lm_head.weight" not in before
-    result = recover(tied_model, tmp_path / "untied", fast(dataset=str(alpaca_file), last_k=1))
+    result = recover(tied_model, tmp_path / "frozen", fast(dataset=str(alpaca_file), last_k=1))
+    assert result.tied_embeddings == "frozen"
+    after = tensors(tmp_path / "frozen")
+    assert "lm_head.weight" not in after
+    assert sum(t.numel() for t in after.values()) == sum(t.numel() for t in before.values())
+    assert torch.equal(after["model.embed_tokens.weight"], before["model.embed_tokens.weight"])
+    assert json.loads((tmp_path / "frozen" / "config.json").read_text())["tie_word_embeddings"] is True
+
+    result = recover(tied_model, tmp_path / "untied", fast(dataset=str(alpaca_file), last_k=1,
+                                                           tied_embeddings="untie"))
     assert result.tied_embeddings == "untied"
     after = tensors(tmp_path / "untied")
     assert torch.equal(after["model.embed_tokens.weight"], before["model.embed_tokens.weight"])
@@ -126,12 +136,25 @@ def test_tied_embeddings_untied_by_default_and_frozen_on_request(tied_model, alp
     m = AutoModelForCausalLM.from_pretrained(tmp_path / "untied")
     assert torch.equal(m.lm_head.weight, after["lm_head.weight"])
 
-    result = recover(tied_model, tmp_path / "frozen", fast(dataset=str(alpaca_file), last_k=1, tied_embeddings="freeze"))
-    assert result.tied_embeddings == "frozen"
-    after = tensors(tmp_path / "frozen")
-    assert "lm_head.weight" not in after
-    assert torch.equal(after["model.embed_tokens.weight"], before["model.embed_tokens.weight"])
-    assert json.loads((tmp_path / "frozen" / "config.json").read_text())["tie_word_embeddings"] is True
+
+def test_defaults_scale_to_the_data_and_record_what_ran(pruned_model, tmp_path):
+    """50 rows at the paper's batch 64: warm-up scales to the run instead of outlasting it, the user is warned
+    about the batch, and hfprune.json records what actually ran."""
+    from hfprune.recover import schedule
+
+    rows = [{"instruction": f"Repeat the number {i}.", "output": f"{i} {i} {i}"} for i in range(50)]
+    (tmp_path / "small.jsonl").write_text("".join(json.dumps(r) + "\n" for r in rows))
+    result = recover(pruned_model, tmp_path / "out", RecoverOptions(dataset=str(tmp_path / "small.jsonl"),
+                                                                    lr=1e-3, epochs=2))
+    run = result.run
+    assert run["optimizer_steps"] == 2 and run["warmup_steps"] == 0  # 10% of 2 steps
+    assert run["examples"] == 50 and run["tokens"] > 0 and run["prompt"] == "chat"  # the model has a template
+    assert any("larger than the 50 training examples" in w for w in result.warnings)
+    record = json.loads((tmp_path / "out" / "hfprune.json").read_text())
+    assert record["recovery_run"]["optimizer_steps"] == 2 and record["recovery_run"]["first_loss"] is not None
+    _, warmup, warnings = schedule(RecoverOptions(warmup_steps=100, batch_size=8, micro_batch_size=8), 80)
+    assert warmup == 100 and any("not shorter than the run" in w for w in warnings)
+    assert schedule(RecoverOptions(batch_size=64, micro_batch_size=4), 52000)[1] == 100  # the paper's run
 
 
 def test_lora_is_merged_and_equals_the_adapter_model(pruned_model, alpaca_file, tmp_path, monkeypatch):
@@ -222,7 +245,7 @@ def test_frozen_prefix_stores_no_activations_and_gets_no_gradients(pruned_model)
 def test_recovering_a_skip_map_checkpoint_keeps_its_shipped_code(tmp_path, alpaca_file):
     src = build_tiny_checkpoint(tmp_path / "src", "qwen2", num_layers=5)
     prune(src, tmp_path / "pruned", skip_attention="0", skip_mlp="3")
-    recover(tmp_path / "pruned", tmp_path / "out", fast(dataset=str(alpaca_file), last_k=2))
+    recover(tmp_path / "pruned", tmp_path / "out", fast(dataset=str(alpaca_file), last_k=2, tied_embeddings="untie"))
     assert (tmp_path / "out" / "modeling_hfprune.py").read_bytes() == (tmp_path / "pruned" / "modeling_hfprune.py").read_bytes()
     expected = json.loads((tmp_path / "pruned" / "config.json").read_text())
     assert expected["tie_word_embeddings"] is True
