@@ -47,6 +47,7 @@ class CardInputs:
     scores: dict | None = None
     recovery: dict | None = None  # recipe recover section when a method ran
     recovery_record: dict | None = None  # the healed checkpoint's hfprune.json: what actually ran
+    sweep_table: str | None = None  # results of the sweep this recipe was chosen from
     needs_remote_code: bool = False
 
 
@@ -214,7 +215,7 @@ def build_card(inputs: CardInputs):
         speed_note=f"Speed: greedy generation of {ev['dense']['speed']['new_tokens']} tokens, batch 1, median of 3, "
                    f"measured on {ev['dense']['speed']['device']} where this card was made.",
         needs_remote_code=inputs.needs_remote_code, source_ref=inputs.source_ref,
-        recipe_yaml=inputs.recipe_yaml.strip(), citations=citations,
+        recipe_yaml=inputs.recipe_yaml.strip(), citations=citations, sweep_table=inputs.sweep_table,
     )
 
 

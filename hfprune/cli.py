@@ -148,6 +148,8 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--private", action="store_true", default=None, help="create the repo private")
     p.add_argument("--work-dir", help="where each stage leaves its artifact (default: hfprune-work/<repo name>)")
     p.add_argument("--no-push", action="store_true", help="stop after writing the final folder")
+    p.add_argument("--from-sweep", metavar="DIR", help="publish an entry of a finished `hfprune sweep` (with --entry)")
+    p.add_argument("--entry", metavar="NAME", help="with --from-sweep: the entry to publish, e.g. reverse-order-partial")
     p.add_argument("--dry-run", action="store_true", help="show the plan and the stages; write nothing")
     p.add_argument("--resume", action="store_true", help="skip the stages an earlier run finished")
     p.add_argument("--overwrite", action="store_true", help="clear a non-empty work dir and start over")
@@ -155,6 +157,31 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--trust-remote-code", action="store_true", help="allow the source's own modeling code")
     p.add_argument("--no-progress", action="store_true")
     p.set_defaults(func=_cmd_push)
+
+    p = sub.add_parser("sweep", help="run several recipes on one source and tabulate quality vs size",
+                       description="Prune SOURCE with each metric of --metrics, heal with each method of --recover, "
+                                   "evaluate every result the same way and write results.md / results.json with "
+                                   "the Pareto front (quality vs size). Downloads, scores, the dense and pruned "
+                                   "evaluations are shared between recipes. Publish an entry with "
+                                   "`hfprune push --from-sweep DIR --entry NAME`.")
+    p.add_argument("source", metavar="SOURCE", nargs="?", help="Hub repo id[@revision] or folder (or source: in --recipe)")
+    p.add_argument("--remove", type=int, required=True, metavar="N", help="layers to remove (finercut: sub-blocks)")
+    p.add_argument("--metrics", required=True, metavar="LIST", help="comma list, e.g. reverse-order,block-influence")
+    p.add_argument("--recover", default="none", metavar="LIST",
+                   help="comma list of none, partial, lora, qlora (default: %(default)s)")
+    p.add_argument("--recipe", metavar="YAML", help="hyper-parameters (recover:, eval:, prune: data/samples...)")
+    p.add_argument("--data", help="calibration data for the data-driven metrics")
+    p.add_argument("--dataset", help="recovery data: alpaca, dolly, a Hub id or a local .json/.jsonl")
+    p.add_argument("--tasks", help="comma-separated lm-eval tasks")
+    p.add_argument("--limit", type=int, help="at most N examples per task")
+    p.add_argument("--include-path", help="a folder of extra lm-eval task YAMLs")
+    p.add_argument("--work-dir", help="sweep dir (default: hfprune-sweep/<source name>-remove<N>)")
+    p.add_argument("--resume", action="store_true", help="skip what an earlier run of this sweep finished")
+    p.add_argument("--overwrite", action="store_true", help="clear a non-empty sweep dir and start over")
+    p.add_argument("--token", help="Hub token; never printed or stored")
+    p.add_argument("--trust-remote-code", action="store_true", help="allow the source's own modeling code")
+    p.add_argument("--no-progress", action="store_true", help="no progress bars")
+    p.set_defaults(func=_cmd_sweep)
 
     p = sub.add_parser("demo", help="run the whole pipeline offline on a tiny built-in model",
                        description="Build a tiny model and tokenizer, prune, heal, evaluate on bundled tasks and "
@@ -179,7 +206,8 @@ def _cmd_prune(args) -> int:
 
 
 def _cmd_score(args) -> int:
-    from .scoring import DEFAULT_CACHE, ScoreOptions, score
+    from . import cache_root
+    from .scoring import ScoreOptions, score
 
     options = ScoreOptions(metric=args.metric, remove=args.remove, data=args.data, samples=args.samples,
                            seq_len=args.seq_len, seed=args.seed, batch_size=args.batch_size,
@@ -194,7 +222,7 @@ def _cmd_score(args) -> int:
     for path, what in ((args.output, "-o"), (scores_path, "--scores")):
         check_writable_file(path, what)
     result = score(args.source, options, plan_path=args.output, scores_path=scores_path,
-                   cache_dir=args.cache_dir or DEFAULT_CACHE, progress=not args.no_progress, token=args.token)
+                   cache_dir=args.cache_dir or cache_root() / "scores", progress=not args.no_progress, token=args.token)
     print(f"{args.metric}: {result.plan.summary()}" + (" (cached)" if result.cached else ""))
     print(f"wrote {args.output} and {scores_path}; apply with: "
           f"hfprune prune {shlex.quote(args.source)} --plan {shlex.quote(args.output)} -o OUT")
@@ -251,12 +279,40 @@ def _cmd_eval(args) -> int:
     return 0
 
 
+def _cmd_sweep(args) -> int:
+    from pathlib import Path
+
+    from .hub import parse_source
+    from .recipe import Recipe, RecipeError
+    from .sweep import run_sweep
+
+    recipe = Recipe.load(args.recipe) if args.recipe else Recipe()
+    source = args.source or recipe.source
+    if not source:
+        raise RecipeError("no SOURCE: give a Hub repo id or folder on the command line or source: in the recipe")
+    recipe = recipe.override(**{
+        "prune.data": args.data, "recover.dataset": args.dataset,
+        "eval.tasks": [t for t in args.tasks.split(",") if t] if args.tasks else None, "eval.limit": args.limit,
+        "eval.include_path": args.include_path})
+    name = parse_source(source)[0].rstrip("/").split("/")[-1]
+    work = Path(args.work_dir) if args.work_dir else Path("hfprune-sweep") / f"{name}-remove{args.remove}"
+    result = run_sweep(recipe, source, args.remove, args.metrics, args.recover, work, resume=args.resume,
+                       overwrite=args.overwrite, token=args.token, progress=not args.no_progress,
+                       trust_remote_code=args.trust_remote_code)
+    print(result.table)
+    print(f"wrote {work / 'results.md'} and {work / 'results.json'}; publish one with: "
+          f"hfprune push --from-sweep {work} --entry NAME")
+    return 0
+
+
 def _cmd_push(args) -> int:
     from pathlib import Path
 
     from .pipeline import Pipeline, name_stem
     from .recipe import Recipe, RecipeError
 
+    if args.from_sweep or args.entry:
+        return _push_from_sweep(args)
     recipe = Recipe.load(args.recipe) if args.recipe else Recipe()
     recipe = recipe.override(**{
         "source": args.source, "prune.drop_last": args.drop_last, "prune.drop_layers": args.drop_layers,
@@ -285,6 +341,35 @@ def _cmd_push(args) -> int:
         print("dry run: nothing written")
         print("\n".join(pipe.describe()))
         return 0
+    result = pipe.run()
+    print(f"final folder: {result.final_dir}")
+    if result.repo_id and result.commit:
+        print(f"pushed to https://huggingface.co/{result.repo_id} (commit {result.commit[:12]})")
+    return 0
+
+
+def _push_from_sweep(args) -> int:
+    from .errors import RecipeError
+    from .pipeline import Pipeline
+    from .sweep import from_sweep
+    from .workdir import remove_hfprune_folder
+
+    if not (args.from_sweep and args.entry):
+        raise RecipeError("--from-sweep DIR and --entry NAME go together")
+    others = [f for f in ("source", "recipe", "plan_file", "drop_last", "drop_layers", "skip_attention", "skip_mlp",
+                          "metric", "remove", "recover", "dataset", "tasks", "limit") if getattr(args, f, None)]
+    if others:
+        raise RecipeError(f"--from-sweep publishes the entry as it was measured; drop --{others[0].replace('_', '-')}")
+    recipe, entry_dir, table = from_sweep(args.from_sweep, args.entry)
+    recipe = recipe.override(**{"push.enabled": not args.no_push, "push.repo_id": args.repo_id,
+                                "push.private": args.private})
+    pipe = Pipeline(recipe, entry_dir, resume=True, token=args.token, progress=not args.no_progress,
+                    trust_remote_code=args.trust_remote_code, sweep_table=table)
+    if args.dry_run:
+        print("dry run: nothing written")
+        print("\n".join(pipe.describe()))
+        return 0
+    remove_hfprune_folder(entry_dir / "final")  # rebuilt with the sweep table and the target repo in the card
     result = pipe.run()
     print(f"final folder: {result.final_dir}")
     if result.repo_id and result.commit:

@@ -33,7 +33,7 @@ class Pipeline:
     def __init__(self, recipe: Recipe, work_dir: str | Path, *, resume: bool = False, overwrite: bool = False,
                  token: str | None = None, progress: bool = False, eval_cache: Path | None = None,
                  score_cache: Path | None = None, trust_remote_code: bool = False, echo=print,
-                 keep: tuple[str, ...] = ()):
+                 keep: tuple[str, ...] = (), sweep_table: str | None = None):
         if not recipe.source:
             raise RecipeError("no SOURCE: give a Hub repo id or folder on the command line or source: in the recipe")
         if recipe.prune.is_empty:
@@ -45,14 +45,14 @@ class Pipeline:
             validate_options(RecoverOptions(**recipe.recover.model_dump()))  # fail before any long work
         self.recipe, self.work = recipe, Path(work_dir)
         self.resume, self.overwrite, self.token, self.progress = resume, overwrite, token, progress
-        from .evaluate import DEFAULT_EVAL_CACHE
-        from .scoring import DEFAULT_CACHE
+        from . import cache_root
 
-        self.eval_cache = eval_cache if eval_cache is not None else DEFAULT_EVAL_CACHE
-        self.score_cache = score_cache if score_cache is not None else DEFAULT_CACHE
+        self.eval_cache = eval_cache if eval_cache is not None else cache_root() / "eval"
+        self.score_cache = score_cache if score_cache is not None else cache_root() / "scores"
         self.trust_remote_code = trust_remote_code
         self.echo = echo
         self.keep = set(keep)  # entries of the work dir that belong to the caller (the demo's source model)
+        self.sweep_table = sweep_table  # the sweep this recipe was chosen from, for the card
         self.result = PipelineResult(self.work, self.work / "final", None, None)
 
     # -------------------------------------------------------------- driver
@@ -143,7 +143,8 @@ class Pipeline:
             return
         if self.resume:
             recipe_file = self.work / "recipe.yaml"
-            if recipe_file.is_file() and recipe_file.read_text() != self.recipe.to_yaml():
+            if recipe_file.is_file() and _artifact_settings(recipe_file.read_text()) != _artifact_settings(
+                    self.recipe.to_yaml()):
                 raise RecipeError(f"--resume: {self.work} was started with a different recipe; use a new "
                                   "--work-dir or --overwrite")
         elif self.overwrite:
@@ -254,7 +255,15 @@ class Pipeline:
         if out["dense"].get("cached"):
             self.echo("  dense baseline: reused from the cache")
         kwargs.pop("trust_remote_code")
-        out["pruned"] = evaluate_model(self.work / "pruned", e.tasks, **kwargs)
+        plan = json.loads((self.work / "plan.json").read_text())
+        if plan.get("recovery_between_steps"):  # healed between rounds: not a function of source and plan alone
+            out["pruned"] = evaluate_model(self.work / "pruned", e.tasks, **kwargs)
+        else:  # the pruned model is a pure function of the source and the plan: shared across recipes and sweeps
+            pruned_id = {"source": src.identity(), "plan": {k: plan.get(k) for k in
+                                                            ("num_layers", "drop_layers", "skip_attention", "skip_mlp")}}
+            out["pruned"] = cached_evaluation(pruned_id, self.work / "pruned", e.tasks, self.eval_cache, **kwargs)
+            if out["pruned"].get("cached"):
+                self.echo("  pruned model: evaluation reused from the cache (same source and plan)")
         if self.recipe.recover.method != "none":
             out["recovered"] = evaluate_model(self.work / "recovered", e.tasks, **kwargs)
         return out
@@ -276,12 +285,13 @@ class Pipeline:
             base_model=src.repo_id, license=source.get("license"), plan=plan, recipe_yaml=self.recipe.to_yaml(),
             evaluation=evaluation, scores=scores,
             recovery=self.recipe.recover.model_dump() if self.recipe.recover.method != "none" else None,
-            recovery_record=_read_json(self.work / "recovered" / "hfprune.json"),
+            recovery_record=_read_json(self.work / "recovered" / "hfprune.json"), sweep_table=self.sweep_table,
             needs_remote_code=needs_code))
         card.save(staging / "README.md")
         (staging / "layer_map.svg").write_text(layer_map_svg(plan))
         (staging / "recipe.yaml").write_text(self.recipe.to_yaml())
-        slim = {k: {kk: vv for kk, vv in v.items() if kk != "raw"} for k, v in evaluation.items()}
+        slim = {k: {kk: vv for kk, vv in v.items() if kk not in ("raw", "model", "cached")}
+                for k, v in evaluation.items()}  # no local paths in what is published
         write_json(staging / "eval.json", slim)
         write_json(staging / "lm_eval_results.json", {k: v.get("raw") for k, v in evaluation.items()})
         if scores:
@@ -369,3 +379,12 @@ def _source_license(src: Source, token: str | None) -> str | None:
 
 def _read_json(path: Path) -> dict | None:
     return json.loads(path.read_text()) if path.is_file() else None
+
+
+def _artifact_settings(recipe_yaml: str) -> dict:
+    """The recipe minus where it is published: changing the target repo or --no-push never invalidates work."""
+    import yaml
+
+    data = yaml.safe_load(recipe_yaml) or {}
+    data.pop("push", None)
+    return data

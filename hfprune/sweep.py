@@ -1,0 +1,232 @@
+"""`hfprune sweep`: several recipes over one source, measured with the same evaluation, and the Pareto front.
+
+Every entry (metric x recovery method) is an ordinary `push --no-push` pipeline in its own folder of the sweep dir,
+so each is resumable and can later be published with `hfprune push --from-sweep DIR --entry NAME`. What can be
+shared is shared through hfprune's caches, keyed by content: the source is resolved once (Hub snapshots are
+cached), the dense evaluation runs once, each metric scores once, and the pruned model of a (source, plan) pair is
+evaluated once whatever the healing methods that follow it.
+"""
+
+from __future__ import annotations
+
+import json
+from dataclasses import dataclass, field
+from pathlib import Path
+
+from .errors import OutputExistsError, RecipeError, UnsafeOutputError
+from .recipe import Recipe
+from .workdir import check_not_input, write_json, write_text
+
+SWEEP_FILE = "sweep.json"
+RESULTS_JSON = "results.json"
+RESULTS_MD = "results.md"
+SWEEP_MARKER = ".hfprune-workdir"
+RECOVERY_METHODS = ("none", "partial", "lora", "qlora")
+
+
+@dataclass
+class SweepResult:
+    work_dir: Path
+    rows: list[dict] = field(default_factory=list)
+    pareto: list[str] = field(default_factory=list)
+    table: str = ""
+
+
+def entry_name(metric: str, method: str) -> str:
+    return f"{metric}-{method}"
+
+
+def parse_list(text: str | list | None, what: str) -> list[str]:
+    items = text if isinstance(text, list) else [t.strip() for t in (text or "").split(",")]
+    items = [t for t in items if t]
+    if not items:
+        raise RecipeError(f"{what} is empty; give a comma-separated list")
+    if len(set(items)) != len(items):
+        raise RecipeError(f"{what} lists an entry twice: {','.join(items)}")
+    return items
+
+
+def plan_sweep(base: Recipe, source: str, remove: int, metrics, methods) -> dict[str, Recipe]:
+    """{entry name: recipe} for every metric x method, validated before any work."""
+    from .metrics import METRICS
+
+    metrics = parse_list(metrics, "--metrics")
+    methods = parse_list(methods, "--recover")
+    unknown = [m for m in metrics if m not in METRICS]
+    if unknown:
+        raise RecipeError(f"--metrics: unknown metric {unknown[0]!r}; choose from {', '.join(METRICS)}")
+    bad = [m for m in methods if m not in RECOVERY_METHODS]
+    if bad:
+        raise RecipeError(f"--recover: unknown method {bad[0]!r}; choose from {', '.join(RECOVERY_METHODS)}")
+    if remove is None or remove < 1:
+        raise RecipeError("--remove N: give how many layers to remove (at least 1)")
+    recipes = {}
+    for metric in metrics:
+        for method in methods:
+            recipes[entry_name(metric, method)] = base.override(**{
+                "source": source, "prune.metric": metric, "prune.remove": remove, "recover.method": method,
+                "push.enabled": False})
+    return recipes
+
+
+def check_remove(source: str, remove: int, metrics: list[str], token: str | None = None) -> int:
+    """Refuse a removal the model cannot take, from its headers alone; return its layer count."""
+    from .api import inspect_source
+    from .metrics import METRICS
+
+    _, ckpt = inspect_source(source, token=token)
+    n = ckpt.num_layers
+    for metric in metrics:
+        limit = 2 * n if METRICS[metric].kind == "sub-block" else n
+        if remove >= limit:
+            unit = "attention/FFN sub-blocks" if limit == 2 * n else "layers"
+            raise RecipeError(f"--remove {remove} is impossible for {metric}: the model has {limit} {unit}; "
+                              f"remove at most {limit - 1}")
+    return n
+
+
+def run_sweep(base: Recipe, source: str, remove: int, metrics, methods, work_dir: str | Path, *,
+              resume: bool = False, overwrite: bool = False, token: str | None = None, progress: bool = False,
+              trust_remote_code: bool = False, echo=print, eval_cache=None, score_cache=None) -> SweepResult:
+    """Run every recipe of the sweep (resumable), then write results.json / results.md with the Pareto front."""
+    from .pipeline import Pipeline
+
+    recipes = plan_sweep(base, source, remove, metrics, methods)
+    metric_list = parse_list(metrics, "--metrics")
+    check_remove(source, remove, metric_list, token)
+    work = Path(work_dir)
+    _prepare(work, source, remove, recipes, resume, overwrite)
+    result = SweepResult(work)
+    for k, (name, recipe) in enumerate(recipes.items(), start=1):
+        echo(f"== [{k}/{len(recipes)}] {name}")
+        entry = work / name
+        Pipeline(recipe, entry, resume=True, token=token, progress=progress, echo=lambda m: echo(f"  {m}"),
+                 trust_remote_code=trust_remote_code, eval_cache=eval_cache, score_cache=score_cache).run()
+    rows = collect(work, list(recipes))
+    result.rows, result.pareto = rows, pareto_front(rows)
+    result.table = results_table(rows, result.pareto)
+    write_json(work / RESULTS_JSON, {"source": source, "remove": remove, "rows": rows, "pareto": result.pareto})
+    write_text(work / RESULTS_MD, result.table + "\n")
+    return result
+
+
+def _prepare(work: Path, source: str, remove: int, recipes: dict, resume: bool, overwrite: bool) -> None:
+    local = Path(source).expanduser()
+    if local.is_dir():
+        check_not_input(work, {"source": local}, "sweep dir")
+    record = {"format": "hfprune-sweep", "version": 1, "source": source, "remove": remove, "entries": list(recipes)}
+    existing = work / SWEEP_FILE
+    if work.exists() and any(work.iterdir()):
+        if not existing.is_file() and not (work / SWEEP_MARKER).is_file():
+            raise UnsafeOutputError(f"{work} is not an hfprune sweep dir; choose another --work-dir")
+        if resume:
+            old = json.loads(existing.read_text()) if existing.is_file() else {}
+            if old.get("source") != source or old.get("remove") != remove:
+                raise RecipeError(f"--resume: {work} is a sweep of {old.get('source')} removing {old.get('remove')}, "
+                                  f"not of {source} removing {remove}; use another --work-dir")
+        elif overwrite:
+            import shutil
+
+            for p in work.iterdir():
+                shutil.rmtree(p) if p.is_dir() and not p.is_symlink() else p.unlink()
+        else:
+            raise OutputExistsError(f"sweep dir {work} is not empty; pass --resume to continue it or --overwrite "
+                                    "to start over")
+    work.mkdir(parents=True, exist_ok=True)
+    (work / SWEEP_MARKER).write_text("work dir of hfprune sweep: --overwrite may clear it\n")
+    if resume and existing.is_file():
+        old = json.loads(existing.read_text())
+        record["entries"] = list(dict.fromkeys(old.get("entries", []) + record["entries"]))
+    write_json(existing, record)
+
+
+def _quality(tasks: dict) -> tuple[str, float | None]:
+    accs = [m["acc"] for m in tasks.values() if "acc" in m]
+    if accs:
+        return "mean acc", sum(accs) / len(accs)
+    ppl = [m["word_perplexity"] for m in tasks.values() if "word_perplexity" in m]
+    if ppl:
+        return "-mean word ppl", -sum(ppl) / len(ppl)
+    return "none", None
+
+
+def collect(work: Path, names: list[str]) -> list[dict]:
+    """One row per model: the dense baseline (once) and each entry's final model."""
+    rows = []
+    for name in names:
+        ev_path = work / name / "eval.json"
+        if not ev_path.is_file():
+            continue
+        ev = json.loads(ev_path.read_text())
+        if not rows:
+            rows.append(_row("dense", ev["dense"], None))
+        final = "recovered" if ev.get("recovered") else "pruned"
+        plan = json.loads((work / name / "plan.json").read_text())
+        rows.append(_row(name, ev[final], plan))
+    return rows
+
+
+def _row(name: str, ev: dict, plan: dict | None) -> dict:
+    kind, quality = _quality(ev["tasks"])
+    return {"entry": name, "parameters": ev["size"]["parameters"], "layers": ev["size"]["num_layers"],
+            "tokens_per_s": ev["speed"]["tokens_per_s"], "tasks": ev["tasks"], "quality": quality,
+            "quality_kind": kind,
+            "removed": None if plan is None else {k: plan.get(k) for k in ("drop_layers", "skip_attention",
+                                                                           "skip_mlp")}}
+
+
+def pareto_front(rows: list[dict]) -> list[str]:
+    """Entries no other entry beats on both size (fewer parameters) and quality (higher), dense included."""
+    front = []
+    for r in rows:
+        if r["quality"] is None:
+            continue
+        dominated = any(o is not r and o["quality"] is not None and o["parameters"] <= r["parameters"]
+                        and o["quality"] >= r["quality"]
+                        and (o["parameters"] < r["parameters"] or o["quality"] > r["quality"]) for o in rows)
+        if not dominated:
+            front.append(r["entry"])
+    return front
+
+
+def results_table(rows: list[dict], pareto: list[str]) -> str:
+    """Markdown: one row per model, every task's primary metric, size, speed, Pareto membership."""
+    columns = []
+    for r in rows:
+        for task, metrics in r["tasks"].items():
+            for metric in metrics:
+                if not metric.endswith("_stderr") and (task, metric) not in columns:
+                    columns.append((task, metric))
+    head = ["entry", "params", "layers"] + [f"{t} {m}" for t, m in columns] + ["quality", "tokens/s", "Pareto"]
+    lines = ["| " + " | ".join(head) + " |", "|" + "---|" * len(head)]
+    for r in rows:
+        cells = [r["entry"], f"{r['parameters'] / 1e6:.2f}M", str(r["layers"])]
+        for task, metric in columns:
+            v = r["tasks"].get(task, {}).get(metric)
+            cells.append("n/a" if v is None else f"{100 * v:.2f}" if metric.startswith("acc") else f"{v:.4g}")
+        q = r["quality"]
+        cells.append("n/a" if q is None else f"{100 * q:.2f}" if r["quality_kind"] == "mean acc" else f"{q:.4g}")
+        cells.append(f"{r['tokens_per_s']:.1f}")
+        cells.append("yes" if r["entry"] in pareto else "")
+        lines.append("| " + " | ".join(cells) + " |")
+    kind = next((r["quality_kind"] for r in rows if r["quality"] is not None), "none")
+    lines.append("")
+    lines.append(f"quality: {kind} over the tasks (accuracies in %); Pareto: no other model is both smaller and "
+                 "better. tokens/s: greedy generation, batch 1, on the machine that ran the sweep.")
+    return "\n".join(lines)
+
+
+def from_sweep(sweep_dir: str | Path, entry: str) -> tuple[Recipe, Path, str]:
+    """(recipe, entry work dir, results table) of one entry of a finished sweep, for `push --from-sweep`."""
+    work = Path(sweep_dir)
+    record = work / SWEEP_FILE
+    if not record.is_file():
+        raise RecipeError(f"{work} is not an hfprune sweep dir (no {SWEEP_FILE})")
+    entries = json.loads(record.read_text()).get("entries", [])
+    if entry not in entries:
+        raise RecipeError(f"--entry {entry!r} is not in the sweep {work}; entries: {', '.join(entries)}")
+    entry_dir = work / entry
+    if not (entry_dir / "eval.json").is_file() or not (work / RESULTS_MD).is_file():
+        raise RecipeError(f"entry {entry} of {work} has not finished; run the sweep again with --resume")
+    recipe = Recipe.load(entry_dir / "recipe.yaml")
+    return recipe, entry_dir, (work / RESULTS_MD).read_text()
