@@ -54,13 +54,14 @@ class CardInputs:
 def layer_map_svg(plan: Plan) -> str:
     """An SVG of every source layer: attention and FFN cells, kept (filled) or removed (hollow, crossed)."""
     n, cell, gap, left, top = plan.num_layers, 18, 2, 44, 22
-    width = left + n * (cell + gap) + 10
+    title = f"layer map: {n} source layers, {len(plan.kept_layers)} kept"
+    width = max(left + n * (cell + gap) + 10, left + 6 * len(title) + 10)  # ~6 px per 10-px character
     height = top + 2 * (cell + gap) + 30
     drop, attn, mlp = set(plan.drop_layers), set(plan.skip_attention), set(plan.skip_mlp)
     parts = [f'<svg xmlns="http://www.w3.org/2000/svg" width="{width}" height="{height}" '
              f'font-family="sans-serif" font-size="10">',
              f'<rect width="{width}" height="{height}" fill="white"/>',
-             f'<text x="{left}" y="12">layer map: {n} source layers, {len(plan.kept_layers)} kept</text>',
+             f'<text x="{left}" y="12">{title}</text>',
              f'<text x="4" y="{top + 13}">attn</text>', f'<text x="4" y="{top + cell + gap + 13}">FFN</text>']
     for i in range(n):
         x = left + i * (cell + gap)
@@ -109,6 +110,17 @@ def benchmark_rows(evaluation: dict) -> list[dict]:
     return rows
 
 
+def format_delta(metric: str, dense: float | None, value: float | None) -> str:
+    """Accuracy-like metrics: the change in percentage points; perplexities and the like: the relative change."""
+    if value is None or dense is None:
+        return "n/a"
+    if metric.startswith("acc") or metric == "exact_match":
+        return f"{100 * (value - dense):+.2f} pt"
+    if dense == 0:
+        return "n/a"
+    return f"{100 * (value - dense) / abs(dense):+,.1f}%"
+
+
 def benchmark_table(evaluation: dict) -> str:
     models = [m for m in ("dense", "pruned", "recovered") if evaluation.get(m)]
     head = "| task | metric | " + " | ".join(
@@ -123,12 +135,7 @@ def benchmark_table(evaluation: dict) -> str:
             cells.append(_fmt(row["metric"], v, row[f"{m}_stderr"]) if v is not None else "n/a")
             if m != "dense":
                 d = row["dense"]
-                if v is None or d is None:
-                    cells.append("n/a")
-                elif row["metric"].startswith("acc"):
-                    cells.append(f"{100 * (v - d):+.2f}")
-                else:
-                    cells.append(f"{v - d:+.4g}")
+                cells.append(format_delta(row["metric"], d, v))
         lines.append("| " + " | ".join(cells) + " |")
         if row["metric"] == "acc":
             acc_rows.append(row)
@@ -138,7 +145,7 @@ def benchmark_table(evaluation: dict) -> str:
         for m in models:
             cells.append(f"{100 * means[m]:.2f}")
             if m != "dense":
-                cells.append(f"{100 * (means[m] - means['dense']):+.2f}")
+                cells.append(format_delta("acc", means["dense"], means[m]))
         lines.append("| " + " | ".join(cells) + " |")
     return "\n".join(lines)
 
@@ -150,6 +157,13 @@ def _human(n: float) -> str:
     return str(int(n))
 
 
+def _latency(e: dict) -> str:
+    sp = e["speed"]
+    spread = (f" ({1000 * sp['latency_min_s']:.0f}–{1000 * sp['latency_max_s']:.0f})"
+              if "latency_min_s" in sp else "")
+    return f"{1000 * sp['latency_s']:.0f} ms{spread}"
+
+
 def size_table(evaluation: dict) -> str:
     models = [m for m in ("dense", "pruned", "recovered") if evaluation.get(m)]
     lines = ["| | " + " | ".join(models) + " |", "|---|" + "---|" * len(models)]
@@ -157,11 +171,39 @@ def size_table(evaluation: dict) -> str:
         ("decoder layers", lambda e: str(e["size"]["num_layers"])),
         ("parameters", lambda e: _human(e["size"]["parameters"])),
         ("safetensors on disk", lambda e: f"{e['size']['bytes_on_disk'] / 2**20:.1f} MiB"),
-        ("generation latency", lambda e: f"{1000 * e['speed']['latency_s']:.1f} ms"),
-        ("generation throughput", lambda e: f"{e['speed']['tokens_per_s']:.1f} tokens/s"),
+        ("generation latency (median, min–max)", _latency),
     ):
         lines.append(f"| {label} | " + " | ".join(fn(evaluation[m]) for m in models) + " |")
     return "\n".join(lines)
+
+
+def publishable_recipe(recipe: dict) -> dict:
+    """The recipe as a card or a published recipe.yaml may show it: local paths reduced to file names, and only
+    the recovery settings of the method that ran."""
+    import copy
+
+    r = copy.deepcopy(recipe)
+
+    def local_name(v):
+        if isinstance(v, str) and (Path(v).is_absolute() or Path(v).expanduser().exists()):
+            return Path(v).name
+        return v
+
+    r["source"] = local_name(r.get("source"))
+    r.get("prune", {})["data"] = local_name(r.get("prune", {}).get("data"))
+    r.get("eval", {})["include_path"] = local_name(r.get("eval", {}).get("include_path"))
+    rec = r.get("recover") or {}
+    rec["dataset"] = local_name(rec.get("dataset"))
+    method = rec.get("method", "none")
+    if method == "none":
+        r["recover"] = {"method": "none"}
+    elif method == "partial":
+        for k in [k for k in rec if k.startswith("lora_")]:
+            rec.pop(k)
+    else:
+        for k in ("last_k", "train_layers", "tied_embeddings"):
+            rec.pop(k, None)
+    return r
 
 
 def build_card(inputs: CardInputs):
@@ -185,7 +227,7 @@ def build_card(inputs: CardInputs):
         ds = inputs.recovery.get("dataset")
         datasets.append(DATASET_IDS.get(ds, ds) if ds and not Path(ds).exists() and not Path(ds).is_absolute()
                         else None)
-    if inputs.scores and inputs.scores.get("data") and not Path(inputs.scores["data"]["source"]).exists():
+    if inputs.scores and inputs.scores.get("data") and not Path(inputs.scores["data"]["source"]).exists() and not Path(inputs.scores["data"]["source"]).is_absolute():
         datasets.append(inputs.scores["data"]["source"].split(":")[0])
     datasets = [d for d in dict.fromkeys(datasets) if d]
     tags = ["pruned", "layer-pruning", "hfprune"] + ([plan.metric] if plan.metric else [])
@@ -209,11 +251,15 @@ def build_card(inputs: CardInputs):
         removed_summary=_removed_summary(plan), recovery=recovery,
         size_after={"parameters_h": _human(after)}, size_change=f"{100 * (after - before) / before:+.1f}%",
         layers_before=plan.num_layers, layers_after=len(plan.kept_layers),
+        layers_sentence=(f"{len(plan.kept_layers)} decoder layers instead of {plan.num_layers}"
+                         if plan.drop_layers else f"all {plan.num_layers} decoder layers, some without a sub-block"),
         plan_description=_plan_description(plan), metric_description=_metric_description(plan, inputs.scores),
         scores_table=scores_table, layer_map_text=layer_map_text(plan),
         eval_note=_eval_note(ev), benchmark_table=benchmark_table(ev), size_table=size_table(ev),
-        speed_note=f"Speed: greedy generation of {ev['dense']['speed']['new_tokens']} tokens, batch 1, median of 3, "
-                   f"measured on {ev['dense']['speed']['device']} where this card was made.",
+        speed_note=(f"Latency: greedy generation of {ev['dense']['speed']['new_tokens']} tokens, batch 1, after a "
+                    f"warm-up; median and range of {ev['dense']['speed'].get('repeats', 3)} runs on "
+                    f"{ev['dense']['speed']['device']} where this card was made. One machine's figure: treat "
+                    "overlapping ranges as no difference."),
         needs_remote_code=inputs.needs_remote_code, source_ref=inputs.source_ref,
         recipe_yaml=inputs.recipe_yaml.strip(), citations=citations, sweep_table=inputs.sweep_table,
     )
@@ -283,7 +329,7 @@ def _metric_description(plan: Plan, scores: dict | None) -> str:
     text = f"Chosen by the `{metric}` metric"
     if scores and scores.get("data"):
         d = scores["data"]
-        text += (f" on {d['samples']} windows of {d['seq_len']} tokens of `{d['source']}` (seed {d['seed']}, "
+        text += (f" on {d['samples']} windows of {d['seq_len']} tokens of `{dataset_label(d['source'])}` (seed {d['seed']}, "
                  f"sha256 `{d['sha256'][:12]}…`)")
     return text + "."
 

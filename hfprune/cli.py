@@ -26,6 +26,33 @@ def _add_plan_options(p: argparse.ArgumentParser) -> None:
     g.add_argument("--plan", dest="plan_file", metavar="FILE", help="a plan JSON written by `hfprune score`")
 
 
+RECOVERY_FLAGS = (("--lr", float, "lr", "recovery learning rate"), ("--epochs", float, "epochs", "recovery epochs"),
+                  ("--recover-batch-size", int, "batch_size", "recovery effective batch"),
+                  ("--last-k", int, "last_k", "partial: train the last K layers"),
+                  ("--lora-r", int, "lora_r", "LoRA rank"), ("--max-samples", int, "max_samples",
+                                                              "recovery: use only the first N examples"),
+                  ("--warmup-steps", int, "warmup_steps", "recovery warm-up steps"))
+
+
+def _add_recovery_flags(p: argparse.ArgumentParser) -> None:
+    from .recover import RecoverOptions
+
+    g = p.add_argument_group("recovery hyper-parameters (override the recipe; defaults as in `hfprune recover`)")
+    defaults = RecoverOptions()
+    for flag, kind, field, text in RECOVERY_FLAGS:
+        g.add_argument(flag, type=kind, dest=f"recover_{field}", metavar="X",
+                       help=f"{text} (default: {getattr(defaults, field)})")
+    g.add_argument("--tied-embeddings", dest="recover_tied_embeddings", choices=["freeze", "untie"],
+                   help=f"tied lm_head (default: {defaults.tied_embeddings})")
+    g.add_argument("--prompt", dest="recover_prompt", choices=["auto", "alpaca", "chat"],
+                   help=f"recovery prompt (default: {defaults.prompt})")
+
+
+def _recovery_overrides(args) -> dict:
+    return {f"recover.{k[len('recover_'):]}": v for k, v in vars(args).items()
+            if k.startswith("recover_") and v is not None}
+
+
 def build_parser() -> argparse.ArgumentParser:
     parser = _Parser(prog="hfprune", description="Remove decoder layers from causal LMs and publish the result.")
     parser.add_argument("--version", action="version", version=f"hfprune {__version__}")
@@ -42,7 +69,7 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--allow-pickle", action="store_true",
                    help="accept pickle-only (.bin) weights and convert them (pickles can run code when loaded)")
     p.add_argument("--token", help="Hub token (default: the logged-in one); never printed or stored")
-    p.add_argument("--no-progress", action="store_true", help="no progress bar")
+    p.add_argument("--no-progress", action="store_true", help="no progress bars")
     p.set_defaults(func=_cmd_prune)
 
     from .metrics import METRICS
@@ -64,8 +91,8 @@ def build_parser() -> argparse.ArgumentParser:
                                   "(ppl defaults to WikiText-2)")
     p.add_argument("--samples", type=int, default=10, help="calibration windows (default: %(default)s)")
     p.add_argument("--seq-len", type=int, default=128, help="tokens per window (default: %(default)s)")
-    p.add_argument("--seed", type=int, default=0)
-    p.add_argument("--batch-size", type=int, default=10)
+    p.add_argument("--seed", type=int, default=0, help="calibration windows' offsets (default: %(default)s)")
+    p.add_argument("--batch-size", type=int, default=10, help="windows per forward pass (default: %(default)s)")
     p.add_argument("--iterative-step", type=int, metavar="K",
                    help="remove K layers at a time and rescore in between (layer metrics)")
     p.add_argument("--distance", default="js", choices=["js", "angular", "euclidean"],
@@ -75,7 +102,7 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--trust-remote-code", action="store_true", help="allow the source's own modeling code")
     p.add_argument("--cache-dir", default=None, help="score cache (default: ~/.cache/hfprune/scores)")
     p.add_argument("--token", help="Hub token; never printed or stored")
-    p.add_argument("--no-progress", action="store_true")
+    p.add_argument("--no-progress", action="store_true", help="no progress bars")
     p.set_defaults(func=_cmd_score)
 
     p = sub.add_parser("recover", help="heal a pruned checkpoint: partial-layer fine-tuning, LoRA or QLoRA",
@@ -83,7 +110,8 @@ def build_parser() -> argparse.ArgumentParser:
                                    "(LoRA is merged, so OUT loads without peft). Defaults follow the seed paper.")
     p.add_argument("model", metavar="MODEL", help="a local checkpoint folder (e.g. the output of hfprune prune)")
     p.add_argument("-o", "--output", metavar="OUT", required=True)
-    p.add_argument("--method", default="partial", help="partial (default), lora or qlora (CUDA + bitsandbytes)")
+    p.add_argument("--method", default="partial", choices=["partial", "lora", "qlora"],
+                   help="partial-layer fine-tuning (default), LoRA, or QLoRA (CUDA + bitsandbytes)")
     p.add_argument("--dataset", default="alpaca",
                    help="alpaca (yahma/alpaca-cleaned), dolly (databricks/databricks-dolly-15k), a Hub id, or a "
                         "local .json/.jsonl in either shape")
@@ -92,40 +120,46 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--tied-embeddings", default="freeze", choices=["freeze", "untie"],
                    help="tied lm_head: keep it tied and frozen (default: the model keeps its size win) or untie it "
                         "and train a copy (adds vocab x hidden parameters)")
-    p.add_argument("--lora-r", type=int, default=8)
-    p.add_argument("--lora-alpha", type=int, default=16)
-    p.add_argument("--lora-dropout", type=float, default=0.05)
+    p.add_argument("--lora-r", type=int, default=8, help="LoRA rank (default: %(default)s)")
+    p.add_argument("--lora-alpha", type=int, default=16, help="LoRA alpha (default: %(default)s)")
+    p.add_argument("--lora-dropout", type=float, default=0.05, help="LoRA dropout (default: %(default)s)")
     p.add_argument("--lora-targets", default=",".join(("q_proj", "k_proj", "v_proj", "o_proj", "gate_proj",
                                                        "up_proj", "down_proj")))
-    p.add_argument("--lr", type=float, default=1e-5)
-    p.add_argument("--epochs", type=float, default=2.0)
+    p.add_argument("--lr", type=float, default=1e-5,
+                   help="peak learning rate, AdamW, linear decay (default: %(default)s, the paper's for 8B models)")
+    p.add_argument("--epochs", type=float, default=2.0, help="passes over the data (default: %(default)s)")
     p.add_argument("--batch-size", type=int, default=64, help="effective batch (default: %(default)s)")
-    p.add_argument("--micro-batch-size", type=int, default=4, help="per step; the rest is gradient accumulation")
+    p.add_argument("--micro-batch-size", type=int, default=4,
+                   help="per step; the rest is gradient accumulation (default: %(default)s)")
     p.add_argument("--warmup-steps", type=int, default=None,
                    help="default: 10%% of the optimizer steps, at most 100 (the paper's value, set for 52k examples)")
     p.add_argument("--max-length", type=int, help="default 256 for Alpaca, 1024 for Dolly")
-    p.add_argument("--max-steps", type=int, default=-1)
+    p.add_argument("--max-steps", type=int, default=-1, help="stop after N optimizer steps (default: the epochs)")
     p.add_argument("--max-samples", type=int, help="use only the first N examples")
     p.add_argument("--prompt", default="auto", choices=["auto", "alpaca", "chat"],
                    help="auto (default): the model's chat template when it has one, else the Alpaca prompt")
-    p.add_argument("--seed", type=int, default=0)
-    p.add_argument("--save-steps", type=int, default=200, help="checkpoint every N optimizer steps")
+    p.add_argument("--seed", type=int, default=0, help="data order and initialisation (default: %(default)s)")
+    p.add_argument("--save-steps", type=int, default=200,
+                   help="checkpoint every N optimizer steps (default: %(default)s)")
     p.add_argument("--resume", action="store_true", help="continue from the last checkpoint of an interrupted run")
-    p.add_argument("--overwrite", action="store_true")
-    p.add_argument("--trust-remote-code", action="store_true")
-    p.add_argument("--no-progress", action="store_true")
+    p.add_argument("--overwrite", action="store_true", help="replace OUT if hfprune wrote it")
+    p.add_argument("--trust-remote-code", action="store_true", help="allow the model's own code (read it first)")
+    p.add_argument("--no-progress", action="store_true", help="no progress bars")
     p.set_defaults(func=_cmd_recover)
 
     p = sub.add_parser("eval", help="evaluate a checkpoint with lm-evaluation-harness, size and speed",
                        description="Run lm-eval tasks on MODEL (in memory) and measure parameters, size on disk and "
                                    "generation latency; write the results as JSON.")
-    p.add_argument("model", metavar="MODEL", help="a local checkpoint folder")
-    p.add_argument("--tasks", help="comma-separated lm-eval tasks (default: the seed paper's eight + wikitext)")
+    p.add_argument("model", metavar="MODEL", help="a local checkpoint folder or a Hub repo id[@revision]")
+    p.add_argument("--tasks", help="comma-separated lm-eval tasks (default: the seed paper's eight + wikitext; "
+                                   "offline: the bundled hfprune_demo_mc and hfprune_demo_ppl, or your own YAMLs "
+                                   "with --include-path)")
+    p.add_argument("--token", help="Hub token (default: the logged-in one); never printed or stored")
     p.add_argument("--limit", type=int, help="at most N examples per task")
-    p.add_argument("--batch-size", type=int, default=8)
+    p.add_argument("--batch-size", type=int, default=8, help="lm-eval batch size (default: %(default)s)")
     p.add_argument("--include-path", help="a folder of extra lm-eval task YAMLs")
     p.add_argument("-o", "--output", default="eval.json", help="results file (default: %(default)s)")
-    p.add_argument("--trust-remote-code", action="store_true")
+    p.add_argument("--trust-remote-code", action="store_true", help="allow the model's own code (read it first)")
     p.set_defaults(func=_cmd_eval)
 
     p = sub.add_parser("push", help="the whole pipeline: download, prune, heal, evaluate, card, upload",
@@ -141,6 +175,7 @@ def build_parser() -> argparse.ArgumentParser:
                    help="with --metric: remove K layers at a time, healing (with --recover) and rescoring between")
     p.add_argument("--recover", choices=["partial", "lora", "qlora", "none"], help="recovery method (default: none)")
     p.add_argument("--dataset", help="recovery data: alpaca, dolly, a Hub id or a local .json/.jsonl")
+    _add_recovery_flags(p)
     p.add_argument("--tasks", help="comma-separated lm-eval tasks")
     p.add_argument("--limit", type=int, help="at most N examples per task")
     p.add_argument("--include-path", help="a folder of extra lm-eval task YAMLs")
@@ -155,7 +190,7 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--overwrite", action="store_true", help="clear a non-empty work dir and start over")
     p.add_argument("--token", help="Hub token (default: the logged-in one); never printed or stored")
     p.add_argument("--trust-remote-code", action="store_true", help="allow the source's own modeling code")
-    p.add_argument("--no-progress", action="store_true")
+    p.add_argument("--no-progress", action="store_true", help="no progress bars")
     p.set_defaults(func=_cmd_push)
 
     p = sub.add_parser("sweep", help="run several recipes on one source and tabulate quality vs size",
@@ -172,6 +207,7 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--recipe", metavar="YAML", help="hyper-parameters (recover:, eval:, prune: data/samples...)")
     p.add_argument("--data", help="calibration data for the data-driven metrics")
     p.add_argument("--dataset", help="recovery data: alpaca, dolly, a Hub id or a local .json/.jsonl")
+    _add_recovery_flags(p)
     p.add_argument("--tasks", help="comma-separated lm-eval tasks")
     p.add_argument("--limit", type=int, help="at most N examples per task")
     p.add_argument("--include-path", help="a folder of extra lm-eval task YAMLs")
@@ -269,7 +305,10 @@ def _cmd_eval(args) -> int:
 
     check_writable_file(args.output, "-o")  # before the evaluation, not after it
     tasks = [t for t in args.tasks.split(",") if t] if args.tasks else DEFAULT_TASKS
-    result = evaluate_model(args.model, tasks, limit=args.limit, batch_size=args.batch_size,
+    from .hub import resolve_source
+
+    model = resolve_source(args.model, token=args.token).path  # a folder, or a Hub id[@revision]
+    result = evaluate_model(model, tasks, limit=args.limit, batch_size=args.batch_size,
                             include_path=args.include_path, trust_remote_code=args.trust_remote_code)
     write_json(args.output, result)
     for task, metrics in result["tasks"].items():
@@ -291,7 +330,7 @@ def _cmd_sweep(args) -> int:
     if not source:
         raise RecipeError("no SOURCE: give a Hub repo id or folder on the command line or source: in the recipe")
     recipe = recipe.override(**{
-        "prune.data": args.data, "recover.dataset": args.dataset,
+        "prune.data": args.data, "recover.dataset": args.dataset, **_recovery_overrides(args),
         "eval.tasks": [t for t in args.tasks.split(",") if t] if args.tasks else None, "eval.limit": args.limit,
         "eval.include_path": args.include_path})
     name = parse_source(source)[0].rstrip("/").split("/")[-1]
@@ -319,7 +358,7 @@ def _cmd_push(args) -> int:
         "prune.skip_attention": args.skip_attention, "prune.skip_mlp": args.skip_mlp, "prune.metric": args.metric,
         "prune.remove": args.remove, "prune.data": args.data, "prune.iterative_step": args.iterative_step,
         "recover.method": args.recover,
-        "recover.dataset": args.dataset,
+        "recover.dataset": args.dataset, **_recovery_overrides(args),
         "eval.tasks": [t for t in args.tasks.split(",") if t] if args.tasks else None, "eval.limit": args.limit,
         "eval.include_path": args.include_path, "push.repo_id": args.repo_id, "push.private": args.private,
         "push.enabled": False if args.no_push else None,

@@ -29,8 +29,25 @@ class Calibration:
                 "seed": self.seed}
 
 
+LOCAL_SUFFIXES = (".txt", ".json", ".jsonl", ".csv", ".parquet", ".md")
+
+
+def check_local_data(data: str, what: str = "--data") -> None:
+    """A path-like argument that does not exist is a typo, not a Hub dataset id: say so at once (a Hub lookup
+    would retry for a minute before failing)."""
+    path = Path(data).expanduser()
+    if path.exists():
+        return
+    looks_local = (data.startswith((".", "/", "~")) or path.suffix.lower() in LOCAL_SUFFIXES
+                   or data.count("/") > 1 or "\\" in data)
+    if looks_local:
+        raise DataError(f"{what} {data}: no such file; give an existing .txt/.json/.jsonl file or a Hub dataset id "
+                        "like org/name[:config]")
+
+
 def load_texts(data: str, split: str | None = None) -> tuple[list[str], str]:
     """Texts from a .txt/.json/.jsonl file or a Hub dataset id ('name' or 'name:config'); also a content hash."""
+    check_local_data(data)
     path = Path(data).expanduser()
     if path.exists():
         if path.is_dir():
@@ -71,6 +88,10 @@ def _load_dataset(*args, **kwargs):
     from datasets.exceptions import DatasetGenerationError, DatasetNotFoundError
 
     datasets.disable_progress_bars()
+    if args and args[0] not in ("json", "text", "csv", "parquet"):
+        from .hub import offline_unless_reachable
+
+        offline_unless_reachable()  # a Hub dataset while offline: the cache or a fast, clear failure
     try:
         return datasets.load_dataset(*args, **kwargs)
     except DatasetGenerationError as e:
@@ -80,6 +101,11 @@ def _load_dataset(*args, **kwargs):
         raise DataError(f"dataset {args[0]!r} was not found (offline? give a local .txt/.json/.jsonl file)") from None
     except ConnectionError:
         raise DataError(f"cannot reach the Hub to load {args[0]!r}; give a local .txt/.json/.jsonl file") from None
+    except Exception as e:  # noqa: BLE001 - offline-mode errors of datasets/huggingface_hub have no common base
+        if type(e).__name__ not in ("OfflineModeIsEnabled", "LocalEntryNotFoundError", "HfHubHTTPError"):
+            raise
+        raise DataError(f"cannot reach the Hub to load {args[0]!r} and it is not cached; give a local "
+                        ".txt/.json/.jsonl file") from None
     except (ValueError, FileNotFoundError) as e:
         raise DataError(f"cannot load data {args[0]!r}: {str(e).splitlines()[0]}") from None
 
@@ -105,8 +131,9 @@ def calibration_windows(texts: list[str], tokenizer, *, samples: int, seq_len: i
     return Calibration(windows, source, sha256, samples, seq_len, seed)
 
 
-def load_calibration(data: str, tokenizer, *, samples: int = 10, seq_len: int = 128, seed: int = 0) -> Calibration:
-    """Load `data` and cut it into calibration windows."""
-    texts, digest = load_texts(data)
+def load_calibration(data: str, tokenizer, *, samples: int = 10, seq_len: int = 128, seed: int = 0,
+                     texts: tuple[list[str], str] | None = None) -> Calibration:
+    """Load `data` (or use `texts`, already loaded) and cut it into calibration windows."""
+    texts, digest = texts or load_texts(data)
     return calibration_windows(texts, tokenizer, samples=samples, seq_len=seq_len, seed=seed, source=data,
                                sha256=digest)

@@ -80,19 +80,29 @@ def evaluate_model(model_path: str | Path, tasks: list[str], *, limit: int | Non
     from lm_eval.tasks import TaskManager
 
     model_path = Path(model_path)
-    model, tokenizer = load_for_eval(model_path, trust_remote_code)
     with tempfile.TemporaryDirectory(prefix="hfprune-tasks-") as tmp:
         paths = [str(bundled_tasks_dir(Path(tmp)))] + ([include_path] if include_path else [])
         manager = TaskManager(include_path=paths)
+        local = _local_task_names(paths)
+        if any(t not in local for t in tasks):
+            from .hub import offline_unless_reachable
+
+            offline_unless_reachable()  # Hub task data while offline: the cache, or one clear error at once
         unknown = [t for t in tasks if t not in manager.all_tasks]
         if unknown:
             raise EvalError(f"unknown lm-eval task {unknown[0]!r}; see `lm_eval ls tasks`, or give --include-path "
                             "with your task YAML")
+        model, tokenizer = load_for_eval(model_path, trust_remote_code)  # after the tasks are known to exist
         import logging
 
         # lm-eval warns that an in-memory model is "not of type str": passing it is the point, silence that
         logging.getLogger("lm_eval").setLevel(logging.ERROR)
         lm = HFLM(pretrained=model, tokenizer=tokenizer, batch_size=batch_size, device=str(model.device))
+        import lm_eval.evaluator
+
+        # lm-eval records the git hash of the current directory by running `git describe`, which prints
+        # "fatal: not a git repository" outside a checkout; that hash says nothing about the model
+        lm_eval.evaluator.get_git_commit_hash = lambda: None
         try:
             out = lm_eval.simple_evaluate(model=lm, tasks=list(tasks), limit=limit, task_manager=manager,
                                           log_samples=False, bootstrap_iters=1000, verbosity="ERROR")
@@ -100,7 +110,8 @@ def evaluate_model(model_path: str | Path, tasks: list[str], *, limit: int | Non
             if not _is_data_access_error(e):
                 raise
             raise EvalError(f"cannot fetch the data of tasks {', '.join(tasks)} ({str(e).splitlines()[0]}); "
-                            "retry online, or evaluate offline with local task YAMLs via --include-path") from None
+                            "retry online, or evaluate offline: the bundled tasks hfprune_demo_mc and "
+                            "hfprune_demo_ppl, or your own task YAMLs via --include-path") from None
     raw = {k: out.get(k) for k in ("results", "versions", "n-samples", "higher_is_better", "configs")}
     raw = json.loads(json.dumps(raw, default=str))
     return {
@@ -114,13 +125,30 @@ def evaluate_model(model_path: str | Path, tasks: list[str], *, limit: int | Non
     }
 
 
+def _local_task_names(paths: list[str]) -> set[str]:
+    """Task names defined by YAML files in `paths` (bundled and --include-path)."""
+    import yaml
+
+    names = set()
+    for folder in paths:
+        for f in Path(folder).rglob("*.yaml"):
+            try:
+                data = yaml.safe_load(f.read_text())
+            except (yaml.YAMLError, OSError, UnicodeDecodeError):
+                continue
+            if isinstance(data, dict) and isinstance(data.get("task"), str):
+                names.add(data["task"])
+    return names
+
+
 def _is_data_access_error(exc: BaseException) -> bool:
     seen = set()
     while exc is not None and id(exc) not in seen:
         seen.add(id(exc))
         name = type(exc).__name__
         if isinstance(exc, (ConnectionError, TimeoutError)) or name in (
-                "DatasetNotFoundError", "OfflineModeIsEnabled", "LocalEntryNotFoundError", "ConnectError"):
+                "DatasetNotFoundError", "OfflineModeIsEnabled", "LocalEntryNotFoundError", "ConnectError",
+                "HfHubHTTPError"):
             return True
         exc = exc.__cause__ or exc.__context__
     return False
@@ -149,8 +177,9 @@ def model_size(model, model_path: Path) -> dict:
     return {"parameters": params, "bytes_on_disk": disk, "num_layers": model.config.num_hidden_layers}
 
 
-def generation_speed(model, tokenizer, new_tokens: int, repeats: int = 3) -> dict:
-    """Median wall time of greedy generation of `new_tokens` tokens (batch 1) on this machine."""
+def generation_speed(model, tokenizer, new_tokens: int, repeats: int = 5) -> dict:
+    """Median wall time of greedy generation of `new_tokens` tokens (batch 1) on this machine, after a warm-up,
+    with the spread (min/max) of the repeats so a noisy measurement shows as noisy."""
     import torch
 
     ids = tokenizer(LATENCY_PROMPT, return_tensors="pt").input_ids.to(model.device)
@@ -166,13 +195,38 @@ def generation_speed(model, tokenizer, new_tokens: int, repeats: int = 3) -> dic
             times.append(time.perf_counter() - start)
     median = statistics.median(times)
     return {"device": str(model.device), "new_tokens": new_tokens, "latency_s": median,
+            "latency_min_s": min(times), "latency_max_s": max(times), "repeats": repeats,
             "tokens_per_s": new_tokens / median, "prompt_tokens": int(ids.shape[1])}
 
 
+def tasks_fingerprint(include_path: str | None) -> str | None:
+    """A hash of the task YAMLs in `include_path` and of the local data files they name: editing a local task
+    or its data must not reuse a cached result."""
+    if not include_path or not Path(include_path).is_dir():
+        return None
+    import yaml
+
+    h = hashlib.sha256()
+    for f in sorted(Path(include_path).rglob("*.yaml")):
+        raw = f.read_bytes()
+        h.update(f.name.encode() + raw)
+        try:
+            data = yaml.safe_load(raw) or {}
+        except yaml.YAMLError:
+            continue
+        files = ((data.get("dataset_kwargs") or {}).get("data_files") if isinstance(data, dict) else None) or {}
+        for value in (files.values() if isinstance(files, dict) else [files]):
+            for name in (value if isinstance(value, list) else [value]):
+                if isinstance(name, str) and Path(name).is_file():
+                    h.update(Path(name).read_bytes())
+    return h.hexdigest()
+
+
 def cached_evaluation(identity: dict, model_path: Path, tasks: list[str], cache_dir: Path | None, **kwargs) -> dict:
-    """evaluate_model, cached under a key of the model identity and every setting."""
-    key = hashlib.sha256(json.dumps({"id": identity, "tasks": tasks, **kwargs, "v": __version__},
-                                    sort_keys=True, default=str).encode()).hexdigest()[:24]
+    """evaluate_model, cached under a key of the model identity, every setting and the local tasks' content."""
+    fingerprint = tasks_fingerprint(kwargs.get("include_path"))
+    key = hashlib.sha256(json.dumps({"id": identity, "tasks": tasks, **kwargs, "tasks_content": fingerprint,
+                                     "v": __version__}, sort_keys=True, default=str).encode()).hexdigest()[:24]
     path = cache_dir / f"{key}.json" if cache_dir else None
     if path is not None and path.is_file():
         result = json.loads(path.read_text())

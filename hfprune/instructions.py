@@ -6,7 +6,8 @@ from __future__ import annotations
 from dataclasses import dataclass
 from pathlib import Path
 
-from .data import DataError, _load_dataset
+from .data import _load_dataset, check_local_data
+from .errors import DataError
 
 DATASETS = {
     "alpaca": ("yahma/alpaca-cleaned", 256),
@@ -46,6 +47,7 @@ def resolve_dataset(name: str) -> tuple[str, int]:
 def load_examples(dataset: str) -> list[Example]:
     """Rows of an Alpaca- or Dolly-shaped dataset as Examples; missing columns are named in the error."""
     source, _ = resolve_dataset(dataset)
+    check_local_data(source, "--dataset")
     path = Path(source).expanduser()
     if path.exists():
         if path.suffix not in (".json", ".jsonl"):

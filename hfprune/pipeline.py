@@ -16,7 +16,7 @@ from .errors import HfpruneError, HubError, OutputExistsError, RecipeError, Unsa
 from .hub import Source, hub_errors, resolve_source
 from .plan import Plan
 from .recipe import Recipe
-from .workdir import WORKDIR_MARKER, check_not_input, staged_folder, write_json, write_text
+from .workdir import WORKDIR_MARKER, check_not_input, remove_hfprune_folder, staged_folder, write_json, write_text
 
 
 @dataclass
@@ -95,32 +95,66 @@ class Pipeline:
         repo_id = self._check_push_target() if self.recipe.push.enabled else None
         self.result.repo_id = repo_id
         self._prepare_work_dir()
-        source = self._stage("source", self.work / "source.json", self._source)
+        keys = self._stage_keys(repo_id)
+        source = self._stage("source", self.work / "source.json", self._source, keys)
         src = Source(Path(source["path"]), source.get("repo_id"), source.get("revision"), source.get("sha"))
-        plan = self._stage("plan", self.work / "plan.json", lambda: self._plan(src))
+        plan = self._stage("plan", self.work / "plan.json", lambda: self._plan(src), keys)
         plan = Plan.from_dict(plan)
-        self._stage("prune", self.work / "pruned", lambda: self._prune(src, plan))
+        self._stage("prune", self.work / "pruned", lambda: self._prune(src, plan), keys)
         model_dir = self.work / "pruned"
         if self.recipe.recover.method != "none":
-            self._stage("recover", self.work / "recovered", self._recover)
+            self._stage("recover", self.work / "recovered", self._recover, keys)
             model_dir = self.work / "recovered"
-        evaluation = self._stage("eval", self.work / "eval.json", lambda: self._evaluate(src))
+        evaluation = self._stage("eval", self.work / "eval.json", lambda: self._evaluate(src), keys)
         self._stage("final", self.work / "final",
-                    lambda: self._final(src, plan, model_dir, evaluation, repo_id or f"local/{name_stem(self.recipe)}"))
+                    lambda: self._final(src, plan, model_dir, evaluation, repo_id or f"<you>/{name_stem(self.recipe)}"),
+                    keys)
         if repo_id:
-            pushed = self._stage("push", self.work / "push.json", lambda: self._push(repo_id))
+            pushed = self._stage("push", self.work / "push.json", lambda: self._push(repo_id), keys)
             self.result.commit = pushed["commit"]
         return self.result
 
-    def _stage(self, name: str, artifact: Path, fn):
-        if self.resume and artifact.exists():
+    def _stage_keys(self, repo_id: str | None) -> dict[str, str]:
+        """Each stage's key: the settings its artifact depends on, chained to the stage before it. --resume reuses
+        an artifact only when its key is unchanged, so changing --tasks reruns evaluation alone."""
+        import hashlib
+
+        r = self.recipe.model_dump(mode="json")
+
+        def key(*parts) -> str:
+            return hashlib.sha256(json.dumps(parts, sort_keys=True, default=str).encode()).hexdigest()[:16]
+
+        iterative = bool(self.recipe.prune.metric and self.recipe.prune.iterative_step
+                         and self.recipe.recover.method != "none")
+        keys = {"source": key(r["source"])}
+        keys["plan"] = key(keys["source"], r["prune"], r["recover"] if iterative else None)
+        keys["prune"] = key(keys["plan"])
+        keys["recover"] = key(keys["prune"], r["recover"])
+        upstream = keys["recover"] if self.recipe.recover.method != "none" else keys["prune"]
+        keys["eval"] = key(upstream, r["eval"])
+        keys["final"] = key(keys["eval"], _artifact_settings(self.recipe.to_yaml()), repo_id, self.sweep_table)
+        keys["push"] = key(keys["final"], repo_id, r["push"]["private"])
+        return keys
+
+    def _stage(self, name: str, artifact: Path, fn, keys: dict[str, str]):
+        record = self.work / "stages.json"
+        done = json.loads(record.read_text()) if record.is_file() else {}
+        reusable = self.resume and artifact.exists() and done.get(name) == keys[name]
+        if reusable:
             self.result.skipped.append(name)
             self.echo(f"[{name}] done earlier: {artifact}")
         else:
-            self.echo(f"[{name}] ...")
+            if self.resume and artifact.exists():
+                self.echo(f"[{name}] settings changed since the earlier run: redoing it")
+                if artifact.is_dir():
+                    remove_hfprune_folder(artifact)
+            else:
+                self.echo(f"[{name}] ...")
             value = fn()
             if artifact.suffix == ".json" and value is not None:
                 write_json(artifact, value)
+            done[name] = keys[name]
+            write_json(record, done)
             self.result.ran.append(name)
         return json.loads(artifact.read_text()) if artifact.suffix == ".json" else None
 
@@ -142,12 +176,8 @@ class Pipeline:
         if not self._own_entries():
             return
         if self.resume:
-            recipe_file = self.work / "recipe.yaml"
-            if recipe_file.is_file() and _artifact_settings(recipe_file.read_text()) != _artifact_settings(
-                    self.recipe.to_yaml()):
-                raise RecipeError(f"--resume: {self.work} was started with a different recipe; use a new "
-                                  "--work-dir or --overwrite")
-        elif self.overwrite:
+            return  # each stage checks its own key (see _stage_keys)
+        if self.overwrite:
             if not (self.work / WORKDIR_MARKER).is_file():
                 raise UnsafeOutputError(f"work dir {self.work} was not made by hfprune (no {WORKDIR_MARKER}); "
                                         "--overwrite only clears hfprune's own work dirs. Choose another --work-dir")
@@ -275,21 +305,24 @@ class Pipeline:
             self._write_final(staging, src, plan, evaluation, repo_id)
 
     def _write_final(self, staging: Path, src: Source, plan: Plan, evaluation: dict, repo_id: str) -> None:
-        from .card import CardInputs, build_card, layer_map_svg
+        import yaml
 
+        from .card import CardInputs, build_card, layer_map_svg, publishable_recipe
+
+        published_recipe = yaml.safe_dump(publishable_recipe(self.recipe.model_dump(mode="json")), sort_keys=False)
         scores = json.loads((self.work / "scores.json").read_text()) if (self.work / "scores.json").exists() else None
         source = json.loads((self.work / "source.json").read_text())
         needs_code = (staging / "modeling_hfprune.py").exists()
         card = build_card(CardInputs(
-            repo_id=repo_id, source_ref=(f"{src.repo_id}@{src.sha}" if src.repo_id else str(src.path)),
-            base_model=src.repo_id, license=source.get("license"), plan=plan, recipe_yaml=self.recipe.to_yaml(),
+            repo_id=repo_id, source_ref=(f"{src.repo_id}@{src.sha}" if src.repo_id else f"local folder {src.path.name}"),
+            base_model=src.repo_id, license=source.get("license"), plan=plan, recipe_yaml=published_recipe,
             evaluation=evaluation, scores=scores,
             recovery=self.recipe.recover.model_dump() if self.recipe.recover.method != "none" else None,
             recovery_record=_read_json(self.work / "recovered" / "hfprune.json"), sweep_table=self.sweep_table,
             needs_remote_code=needs_code))
         card.save(staging / "README.md")
         (staging / "layer_map.svg").write_text(layer_map_svg(plan))
-        (staging / "recipe.yaml").write_text(self.recipe.to_yaml())
+        (staging / "recipe.yaml").write_text(published_recipe)
         slim = {k: {kk: vv for kk, vv in v.items() if kk not in ("raw", "model", "cached")}
                 for k, v in evaluation.items()}  # no local paths in what is published
         write_json(staging / "eval.json", slim)

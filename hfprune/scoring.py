@@ -13,7 +13,7 @@ from pathlib import Path
 
 from . import __version__, cache_root
 from .checkpoint import Checkpoint
-from .data import WIKITEXT2, Calibration, load_calibration
+from .data import WIKITEXT2, Calibration, check_local_data, load_calibration, load_texts
 from .errors import DataError, PlanError
 from .hub import Source, resolve_source
 from .metrics import DISTANCES, ScoreInputs, angular_distances, finercut, get_metric, lowest
@@ -58,6 +58,8 @@ def score(source: str | Path | Source, options: ScoreOptions, *, plan_path: str 
     if options.distance not in DISTANCES:
         raise PlanError(f"unknown distance {options.distance!r}; choose one of {', '.join(DISTANCES)}")
     data = options.data
+    if data is not None:
+        check_local_data(data)
     if metric.needs_data and data is None:
         if options.metric != "ppl":
             raise DataError(f"metric {options.metric} needs calibration data: give --data FILE (.txt/.json/.jsonl) "
@@ -104,11 +106,12 @@ def _run(src: Source, ckpt: Checkpoint, options: ScoreOptions, data: str | None,
     calib: Calibration | None = None
     inputs = ScoreInputs(num_layers=n, checkpoint=ckpt, seed=options.seed, cached=not naive, progress=progress)
     if metric.needs_model:
+        texts = load_texts(data)  # bad data fails before the model is loaded
         model, tokenizer = _load_model(src.path, options)
         from .forward import LayerStack
 
         calib = load_calibration(data, tokenizer, samples=options.samples, seq_len=options.seq_len,
-                                 seed=options.seed)
+                                 seed=options.seed, texts=texts)
         device = next(model.parameters()).device
         ids = calib.input_ids.to(device)
         inputs.stack = LayerStack(model, ckpt.arch)

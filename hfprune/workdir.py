@@ -158,7 +158,9 @@ def new_staging(output: Path) -> Path:
     output.parent.mkdir(parents=True, exist_ok=True)
     remove_stale_staging(output)
     staging = Path(tempfile.mkdtemp(prefix=f".{output.name}.partial-", dir=output.parent))
-    os.chmod(staging, 0o755)  # mkdtemp makes 0700; outputs are ordinary folders
+    mask = os.umask(0)
+    os.umask(mask)
+    os.chmod(staging, 0o777 & ~mask)  # mkdtemp makes 0700; an output is an ordinary folder (the umask decides)
     (staging / _OWNER).write_text(str(os.getpid()))
     return staging
 

@@ -114,9 +114,10 @@ def test_card_parses_with_model_index_and_tables_matching_eval_json(pushed):
             assert dense.split(" ± ")[0] == f"{100 * row['dense']:.2f}"
             assert pruned.split(" ± ")[0] == f"{100 * row['pruned']:.2f}"
             assert dense.split(" ± ")[1] == f"{100 * row['dense_stderr']:.2f}"
-            assert cells[2] == f"{100 * (row['pruned'] - row['dense']):+.2f}"
+            assert cells[2] == f"{100 * (row['pruned'] - row['dense']):+.2f} pt"
         else:
             assert float(dense) == pytest.approx(row["dense"], rel=1e-3)
+            assert cells[2] == f"{100 * (row['pruned'] - row['dense']) / row['dense']:+,.1f}%"
     assert "trust_remote_code=True" in card.text  # a skip map was shipped
     assert (final / "layer_map.svg").read_text().startswith("<svg")
     recorded = json.loads((pushed["tmp"] / "work" / "source.json").read_text())
@@ -157,6 +158,18 @@ def test_resume_after_a_kill_skips_finished_stages(tiny_checkpoints, tmp_path, m
     # without --resume or --overwrite a used work dir is refused
     with pytest.raises(Exception, match="--resume"):
         Pipeline(recipe, tmp_path / "w", echo=lambda *_: None).run()
+    # resume per stage: new evaluation settings rerun evaluation (and the card) only
+    changed = recipe.override(**{"eval.limit": 3})
+    result = Pipeline(changed, tmp_path / "w", resume=True, eval_cache=tmp_path / "ec", echo=lambda *_: None).run()
+    assert result.skipped == ["source", "plan", "prune"] and result.ran == ["eval", "final"]
+    assert calls == []
+    assert json.loads((tmp_path / "w" / "eval.json").read_text())["pruned"]["settings"]["limit"] == 3
+    # ... and another plan redoes the plan and everything after it
+    monkeypatch.undo()
+    result = Pipeline(changed.override(**{"prune.drop_last": 2}), tmp_path / "w", resume=True,
+                      eval_cache=tmp_path / "ec", echo=lambda *_: None).run()
+    assert result.skipped == ["source"] and result.ran == ["plan", "prune", "eval", "final"]
+    assert json.loads((tmp_path / "w" / "pruned" / "config.json").read_text())["num_hidden_layers"] == 2
 
 
 def test_dense_baseline_is_cached_across_recipes(tmp_path):

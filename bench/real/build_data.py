@@ -3,8 +3,8 @@
 - heal.jsonl: 4,000 Alpaca-shaped (instruction, output) pairs of consecutive turns of real human conversations
   from the PyPI package chitchat-dataset 0.9.0 (BYU PCC lab's open-domain chit-chat corpus), conversations
   0..5999 of the sorted ids.
-- chat_heldout.jsonl: 300 turns of conversations 6000.. (never used for healing): in-domain held-out text.
-- python_tutorial.jsonl: the paragraphs of the Python 3.11 tutorial from Debian's python3.11-doc package:
+- chat_heldout.jsonl: 120 turns of conversations 6000.. (never used for healing): in-domain held-out text.
+- python_tutorial.jsonl: the first 250 paragraphs (of 12+ words) of the Python 3.11 tutorial from Debian's python3.11-doc package:
   out-of-domain held-out English prose.
 - capitals_mc.jsonl: "What is the capital of X?" with 4 choices (the true capital and 3 capitals of other
   countries, seeded), for every country with one capital in the PyPI package countryinfo 1.0.1.
@@ -28,7 +28,7 @@ from pathlib import Path
 sys.path.insert(0, str(Path(__file__).parent))
 from build_checkpoints import _download_wheels, real_root  # noqa: E402
 
-HEAL_ROWS, CHAT_HELDOUT, SPLIT = 4000, 300, 6000
+HEAL_ROWS, CHAT_HELDOUT, PYTHON_HELDOUT, SPLIT = 4000, 120, 250, 6000
 
 
 def _turns(conversation: dict) -> list[str]:
@@ -79,7 +79,7 @@ def python_tutorial(out: Path) -> None:
     parser = _Paragraphs()
     for page in sorted(docs.glob("*.html")):
         parser.feed(page.read_text(encoding="utf-8"))
-    _jsonl(out / "python_tutorial.jsonl", [{"text": p} for p in parser.paragraphs])
+    _jsonl(out / "python_tutorial.jsonl", [{"text": p} for p in parser.paragraphs[:PYTHON_HELDOUT]])
 
 
 def capitals(work: Path, out: Path) -> None:
