@@ -109,7 +109,7 @@ def build_parser() -> argparse.ArgumentParser:
                        description="Fine-tune MODEL on instruction data and write the healed checkpoint to OUT "
                                    "(LoRA is merged, so OUT loads without peft). Defaults follow the seed paper.")
     p.add_argument("model", metavar="MODEL", help="a local checkpoint folder (e.g. the output of hfprune prune)")
-    p.add_argument("-o", "--output", metavar="OUT", required=True)
+    p.add_argument("-o", "--output", metavar="OUT", required=True, help="the healed checkpoint's folder")
     p.add_argument("--method", default="partial", choices=["partial", "lora", "qlora"],
                    help="partial-layer fine-tuning (default), LoRA, or QLoRA (CUDA + bitsandbytes)")
     p.add_argument("--dataset", default="alpaca",
@@ -124,7 +124,8 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--lora-alpha", type=int, default=16, help="LoRA alpha (default: %(default)s)")
     p.add_argument("--lora-dropout", type=float, default=0.05, help="LoRA dropout (default: %(default)s)")
     p.add_argument("--lora-targets", default=",".join(("q_proj", "k_proj", "v_proj", "o_proj", "gate_proj",
-                                                       "up_proj", "down_proj")))
+                                                       "up_proj", "down_proj")),
+                   help="comma list of module names that get adapters (default: %(default)s)")
     p.add_argument("--lr", type=float, default=1e-5,
                    help="peak learning rate, AdamW, linear decay (default: %(default)s, the paper's for 8B models)")
     p.add_argument("--epochs", type=float, default=2.0, help="passes over the data (default: %(default)s)")

@@ -92,7 +92,17 @@ def evaluate_model(model_path: str | Path, tasks: list[str], *, limit: int | Non
         if unknown:
             raise EvalError(f"unknown lm-eval task {unknown[0]!r}; see `lm_eval ls tasks`, or give --include-path "
                             "with your task YAML")
-        model, tokenizer = load_for_eval(model_path, trust_remote_code)  # after the tasks are known to exist
+        try:  # fetch (or find cached) every task's data before loading the model
+            from lm_eval.tasks import get_task_dict
+
+            get_task_dict(list(tasks), manager)
+        except Exception as e:  # noqa: BLE001 - only data-access failures are translated; the rest re-raise
+            if not _is_data_access_error(e):
+                raise
+            raise EvalError(f"cannot fetch the data of tasks {', '.join(tasks)} ({str(e).splitlines()[0]}); "
+                            "retry online, or evaluate offline: the bundled tasks hfprune_demo_mc and "
+                            "hfprune_demo_ppl, or your own task YAMLs via --include-path") from None
+        model, tokenizer = load_for_eval(model_path, trust_remote_code)  # after the tasks' data is at hand
         import logging
 
         # lm-eval warns that an in-memory model is "not of type str": passing it is the point, silence that

@@ -111,7 +111,9 @@ def _custom_code_refused(e: Exception) -> bool:
 def load_model(folder: str | Path, trust_remote_code: bool = False, **kwargs):
     """AutoModelForCausalLM.from_pretrained with hfprune's trust rule; refused custom code is one clear error."""
     from transformers import AutoModelForCausalLM
+    from transformers.utils import logging as hf_logging
 
+    hf_logging.disable_progress_bar()  # a local load takes seconds; its bar would break one-line errors
     try:
         return AutoModelForCausalLM.from_pretrained(folder, trust_remote_code=model_trust(folder, trust_remote_code),
                                                     **kwargs)
