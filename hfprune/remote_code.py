@@ -34,26 +34,48 @@ def _identifier(value: str, what: str, pattern=_IDENTIFIER) -> str:
     return value
 
 
+# transformers' names for each text-only base type that can carry a skip map: (models/ folder, config class, causal
+# LM class). Kept as data so that a skip-map prune does not import transformers (seconds and ~250 MB); a test
+# checks every row against transformers' own registries.
+CLASS_NAMES = {
+    "cohere": ("cohere", "CohereConfig", "CohereForCausalLM"),
+    "deepseek_v3": ("deepseek_v3", "DeepseekV3Config", "DeepseekV3ForCausalLM"),
+    "gemma": ("gemma", "GemmaConfig", "GemmaForCausalLM"),
+    "gemma2": ("gemma2", "Gemma2Config", "Gemma2ForCausalLM"),
+    "gemma3_text": ("gemma3", "Gemma3TextConfig", "Gemma3ForCausalLM"),
+    "gpt_neox": ("gpt_neox", "GPTNeoXConfig", "GPTNeoXForCausalLM"),
+    "granite": ("granite", "GraniteConfig", "GraniteForCausalLM"),
+    "llama": ("llama", "LlamaConfig", "LlamaForCausalLM"),
+    "mistral": ("mistral", "MistralConfig", "MistralForCausalLM"),
+    "mixtral": ("mixtral", "MixtralConfig", "MixtralForCausalLM"),
+    "olmo2": ("olmo2", "Olmo2Config", "Olmo2ForCausalLM"),
+    "olmo3": ("olmo3", "Olmo3Config", "Olmo3ForCausalLM"),
+    "phi": ("phi", "PhiConfig", "PhiForCausalLM"),
+    "phi3": ("phi3", "Phi3Config", "Phi3ForCausalLM"),
+    "qwen2": ("qwen2", "Qwen2Config", "Qwen2ForCausalLM"),
+    "qwen2_moe": ("qwen2_moe", "Qwen2MoeConfig", "Qwen2MoeForCausalLM"),
+    "qwen3": ("qwen3", "Qwen3Config", "Qwen3ForCausalLM"),
+    "qwen3_moe": ("qwen3_moe", "Qwen3MoeConfig", "Qwen3MoeForCausalLM"),
+    "smollm3": ("smollm3", "SmolLM3Config", "SmolLM3ForCausalLM"),
+}
+
+
 @lru_cache(maxsize=None)
 def modeling_code(base_model_type: str) -> str:
     """The exact text of the modeling file hfprune ships for skip-map checkpoints of `base_model_type`."""
-    from transformers import CONFIG_MAPPING
-    from transformers.models.auto.modeling_auto import MODEL_FOR_CAUSAL_LM_MAPPING_NAMES
-
     arch = ARCHITECTURES.get(base_model_type)
-    model_class = MODEL_FOR_CAUSAL_LM_MAPPING_NAMES.get(base_model_type)
-    if arch is None or arch.text_config_key or model_class is None or base_model_type not in CONFIG_MAPPING:
+    if arch is None or arch.text_config_key or base_model_type not in CLASS_NAMES:
         raise CheckpointError(f"attention/FFN skips are not supported for model type {base_model_type!r}; "
                               "drop whole layers instead")
-    config_cls = CONFIG_MAPPING[base_model_type]
-    module = _identifier(config_cls.__module__, "config module", _MODULE)
+    folder, config_class, model_class = CLASS_NAMES[base_model_type]
+    _identifier(folder, "module")
     for name in (*arch.attention, *arch.mlp):
         _identifier(name, "module name")
     return _TEMPLATE.read_text().format(
         base_model_type=_identifier(base_model_type, "model type"),
-        config_module=module,
-        config_class=_identifier(config_cls.__name__, "config class"),
-        model_module=module.replace(".configuration_", ".modeling_"),
+        config_module=f"transformers.models.{folder}.configuration_{folder}",
+        config_class=_identifier(config_class, "config class"),
+        model_module=f"transformers.models.{folder}.modeling_{folder}",
         model_class=_identifier(model_class, "model class"),
         model_type=SKIP_MODEL_TYPE_PREFIX + base_model_type,
         attention_modules=tuple(arch.attention),

@@ -432,3 +432,19 @@ def test_full_disk_is_one_line_and_leaves_nothing(tmp_path, src, capsys, monkeyp
     code = main(["prune", str(src), "--drop-last", "1", "-o", str(tmp_path / "out"), "--no-progress"])
     one_line_error(capsys, code, "No space left on device", "free some space")
     assert sorted(p.name for p in tmp_path.iterdir()) == ["src"]
+
+
+def test_class_name_table_matches_transformers():
+    """remote_code.CLASS_NAMES spares skip-map surgery the transformers import; it must equal transformers' own."""
+    from transformers import CONFIG_MAPPING
+    from transformers.models.auto.modeling_auto import MODEL_FOR_CAUSAL_LM_MAPPING_NAMES
+
+    from hfprune.architectures import ARCHITECTURES
+    from hfprune.remote_code import CLASS_NAMES
+
+    text_only = {t for t, a in ARCHITECTURES.items() if not a.text_config_key}
+    assert set(CLASS_NAMES) == text_only
+    for model_type, (folder, config_class, model_class) in CLASS_NAMES.items():
+        cls = CONFIG_MAPPING[model_type]
+        assert (cls.__module__, cls.__name__) == (f"transformers.models.{folder}.configuration_{folder}", config_class)
+        assert MODEL_FOR_CAUSAL_LM_MAPPING_NAMES[model_type] == model_class

@@ -37,16 +37,15 @@ print(min(cands, key=lambda r: r["tasks"]["real_ppl_python"]["word_perplexity"])
 PY
 )
 echo "best data-driven metric: $BEST"
-# 2. healing: the seed's hyper-parameters vs ones that heal a 135M model, same examples
-t smol-paper python -m hfprune sweep "$SMOL" --remove 8 --metrics "reverse-order,$BEST" --recover partial \
+# 2. healing: the seed's hyper-parameters vs ones that heal a 135M model, on the same 2,000 examples
+t smol-paper python -m hfprune sweep "$SMOL" --remove 8 --metrics reverse-order --recover partial \
   --recipe "$OUT/paper.yaml" $DATA $TASKS --work-dir "$OUT/smol-paper" --resume --no-progress > "$OUT/smol-paper.log" 2>&1
 t smol-tuned python -m hfprune sweep "$SMOL" --remove 8 --metrics "reverse-order,$BEST" --recover partial,lora \
   --recipe "$OUT/tuned.yaml" $DATA $TASKS --work-dir "$OUT/smol-tuned" --resume --no-progress > "$OUT/smol-tuned.log" 2>&1
+# tied head: untie (train a copy) vs the default freeze, same run otherwise
 t smol-untie python -m hfprune sweep "$SMOL" --remove 8 --metrics reverse-order --recover partial \
   --recipe "$OUT/tuned-untie.yaml" $DATA $TASKS --work-dir "$OUT/smol-untie" --resume --no-progress > "$OUT/smol-untie.log" 2>&1
-# 3. Gemma-3-270M: 4 of 18 layers
+# 3. Gemma-3-270M: 4 of 18 layers, no healing
 t gemma python -m hfprune sweep "$GEMMA" --remove 4 --metrics reverse-order,block-influence,angular \
   --recover none $DATA $TASKS --work-dir "$OUT/gemma-pruned" --resume --no-progress > "$OUT/gemma-pruned.log" 2>&1
-t gemma-tuned python -m hfprune sweep "$GEMMA" --remove 4 --metrics reverse-order --recover partial \
-  --recipe "$OUT/tuned.yaml" $DATA $TASKS --work-dir "$OUT/gemma-tuned" --resume --no-progress > "$OUT/gemma-tuned.log" 2>&1
 echo done
