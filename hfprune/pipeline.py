@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import json
 import shutil
+import time
 from dataclasses import dataclass, field
 from pathlib import Path
 
@@ -150,12 +151,16 @@ class Pipeline:
                     remove_hfprune_folder(artifact)
             else:
                 self.echo(f"[{name}] ...")
+            start = time.perf_counter()
             value = fn()
             if artifact.suffix == ".json" and value is not None:
                 write_json(artifact, value)
+            seconds = time.perf_counter() - start
             done[name] = keys[name]
+            done.setdefault("seconds", {})[name] = round(seconds, 1)
             write_json(record, done)
             self.result.ran.append(name)
+            self.echo(f"[{name}] done in {seconds:.1f} s")
         return json.loads(artifact.read_text()) if artifact.suffix == ".json" else None
 
     def _own_entries(self) -> list[Path]:

@@ -162,7 +162,10 @@ def collect(work: Path, names: list[str]) -> list[dict]:
             rows.append(_row("dense", ev["dense"], None))
         final = "recovered" if ev.get("recovered") else "pruned"
         plan = json.loads((work / name / "plan.json").read_text())
-        rows.append(_row(name, ev[final], plan))
+        row = _row(name, ev[final], plan)
+        stages = work / name / "stages.json"
+        row["stage_seconds"] = json.loads(stages.read_text()).get("seconds", {}) if stages.is_file() else {}
+        rows.append(row)
     return rows
 
 
