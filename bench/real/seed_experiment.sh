@@ -25,7 +25,7 @@ recover: {max_samples: 2000, epochs: 1, lr: 2.0e-4, batch_size: 16, micro_batch_
 YAML
 
 # 1. SmolLM2: 8 of 30 layers by every metric, no healing
-t smol-pruned python -m hfprune sweep "$SMOL" --remove 8 \
+[ -f "$OUT/smol-pruned/results.json" ] || t smol-pruned python -m hfprune sweep "$SMOL" --remove 8 \
   --metrics reverse-order,block-influence,angular,taylor,ppl,magnitude-l2 \
   $DATA $TASKS --work-dir "$OUT/smol-pruned" --resume --no-progress > "$OUT/smol-pruned.log" 2>&1
 # the best data-driven metric by held-out perplexity on the Python tutorial
