@@ -82,8 +82,9 @@ def evaluate_model(model_path: str | Path, tasks: list[str], *, limit: int | Non
     model_path = Path(model_path)
     with tempfile.TemporaryDirectory(prefix="hfprune-tasks-") as tmp:
         paths = [str(bundled_tasks_dir(Path(tmp)))] + ([include_path] if include_path else [])
-        manager = TaskManager(include_path=paths)
         local = _local_task_names(paths)
+        # indexing lm-eval's thousands of built-in tasks takes ~10 s: only when a task needs them
+        manager = TaskManager(include_path=paths, include_defaults=any(t not in local for t in tasks))
         if any(t not in local for t in tasks):
             from .hub import offline_unless_reachable
 
