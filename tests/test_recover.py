@@ -261,3 +261,12 @@ def test_recovering_a_skip_map_checkpoint_keeps_its_shipped_code(tmp_path, alpac
     with torch.no_grad():
         out = model.generate(torch.tensor([[5, 6, 7, 8]]), max_new_tokens=4, do_sample=False)
     assert out.shape == (1, 8)
+
+
+def test_a_run_that_heals_nothing_is_flagged(pruned_model, alpaca_file, tmp_path):
+    """lr 0: the loss cannot go down; the result says so instead of claiming a healed model."""
+    result = recover(pruned_model, tmp_path / "out", fast(dataset=str(alpaca_file), lr=0.0, max_steps=4,
+                                                          batch_size=4, micro_batch_size=4))
+    assert any("did not go down" in w for w in result.warnings), result.warnings
+    record = json.loads((tmp_path / "out" / "hfprune.json").read_text())
+    assert record["recovery_run"]["warnings"] == result.warnings

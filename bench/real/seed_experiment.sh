@@ -12,15 +12,17 @@ DATA="--data $R/data/heal.jsonl --dataset $R/data/heal.jsonl"
 mkdir -p "$OUT"
 t() { /usr/bin/time -f "$1: %e s wall, %M KB peak RSS" "${@:2}"; }
 
-# healing budgets: the same 2,000 examples (1 epoch) for every healing run
+# healing budgets: the same 500 examples (1 epoch, ~45k tokens with the chat template) for every healing run;
+# healing and Gemma sweeps evaluate at most 100 examples per task (each table has its own dense and pruned rows)
+LIMIT="--limit 100"
 cat > "$OUT/paper.yaml" <<YAML
-recover: {max_samples: 2000, epochs: 1, lr: 1.0e-5, batch_size: 64, micro_batch_size: 8, max_length: 256}
+recover: {max_samples: 500, epochs: 1, lr: 1.0e-5, batch_size: 64, micro_batch_size: 8, max_length: 256}
 YAML
 cat > "$OUT/tuned.yaml" <<YAML
-recover: {max_samples: 2000, epochs: 1, lr: 2.0e-4, batch_size: 16, micro_batch_size: 8, max_length: 256}
+recover: {max_samples: 500, epochs: 1, lr: 2.0e-4, batch_size: 16, micro_batch_size: 8, max_length: 256}
 YAML
 cat > "$OUT/tuned-untie.yaml" <<YAML
-recover: {max_samples: 2000, epochs: 1, lr: 2.0e-4, batch_size: 16, micro_batch_size: 8, max_length: 256,
+recover: {max_samples: 500, epochs: 1, lr: 2.0e-4, batch_size: 16, micro_batch_size: 8, max_length: 256,
           tied_embeddings: untie}
 YAML
 
@@ -37,15 +39,15 @@ print(min(cands, key=lambda r: r["tasks"]["real_ppl_python"]["word_perplexity"])
 PY
 )
 echo "best data-driven metric: $BEST"
-# 2. healing: the seed's hyper-parameters vs ones that heal a 135M model, on the same 2,000 examples
+# 2. healing: the seed's hyper-parameters vs ones that heal a 135M model, on the same 500 examples
 t smol-paper python -m hfprune sweep "$SMOL" --remove 8 --metrics reverse-order --recover partial \
-  --recipe "$OUT/paper.yaml" $DATA $TASKS --work-dir "$OUT/smol-paper" --resume --no-progress > "$OUT/smol-paper.log" 2>&1
+  --recipe "$OUT/paper.yaml" $DATA $TASKS $LIMIT --work-dir "$OUT/smol-paper" --resume --no-progress > "$OUT/smol-paper.log" 2>&1
 t smol-tuned python -m hfprune sweep "$SMOL" --remove 8 --metrics "reverse-order,$BEST" --recover partial,lora \
-  --recipe "$OUT/tuned.yaml" $DATA $TASKS --work-dir "$OUT/smol-tuned" --resume --no-progress > "$OUT/smol-tuned.log" 2>&1
-# tied head: untie (train a copy) vs the default freeze, same run otherwise
-t smol-untie python -m hfprune sweep "$SMOL" --remove 8 --metrics reverse-order --recover partial \
-  --recipe "$OUT/tuned-untie.yaml" $DATA $TASKS --work-dir "$OUT/smol-untie" --resume --no-progress > "$OUT/smol-untie.log" 2>&1
+  --recipe "$OUT/tuned.yaml" $DATA $TASKS $LIMIT --work-dir "$OUT/smol-tuned" --resume --no-progress > "$OUT/smol-tuned.log" 2>&1
 # 3. Gemma-3-270M: 4 of 18 layers, no healing
 t gemma python -m hfprune sweep "$GEMMA" --remove 4 --metrics reverse-order,block-influence,angular \
-  --recover none $DATA $TASKS --work-dir "$OUT/gemma-pruned" --resume --no-progress > "$OUT/gemma-pruned.log" 2>&1
+  --recover none $DATA $TASKS $LIMIT --work-dir "$OUT/gemma-pruned" --resume --no-progress > "$OUT/gemma-pruned.log" 2>&1
+# tied head: untie (train a copy) vs the default freeze, same run otherwise
+t smol-untie python -m hfprune sweep "$SMOL" --remove 8 --metrics reverse-order --recover partial \
+  --recipe "$OUT/tuned-untie.yaml" $DATA $TASKS $LIMIT --work-dir "$OUT/smol-untie" --resume --no-progress > "$OUT/smol-untie.log" 2>&1
 echo done
