@@ -24,9 +24,20 @@ def table(sweep: Path, label: str, dense_once: bool = True) -> list[str]:
     lines = [f"**{label}** (`{sweep.name}`)", "",
              "| model | layers removed | params | " + " | ".join(t[2] for t in TASKS) + " | stage seconds |",
              "|---|---|---|" + "---|" * len(TASKS) + "---|"]
-    for r in results["rows"]:
-        if r["entry"] == "dense" and not dense_once:
-            continue
+    rows = list(results["rows"])
+    if not dense_once:  # healing sweeps: add each plan's unhealed model (same evaluation settings) after dense
+        seen = set()
+        for r in list(rows):
+            ev_path = sweep / r["entry"] / "eval.json"
+            if r["entry"] == "dense" or not ev_path.is_file():
+                continue
+            metric = r["entry"].rsplit("-", 1)[0]
+            if metric not in seen:
+                seen.add(metric)
+                ev = json.loads(ev_path.read_text())["pruned"]
+                rows.insert(1 + len(seen) - 1, {"entry": f"{metric} (no healing)", "removed": r["removed"],
+                                                "parameters": ev["size"]["parameters"], "tasks": ev["tasks"]})
+    for r in rows:
         removed = "-" if r["removed"] is None else ",".join(map(str, r["removed"]["drop_layers"]))
         cells = [r["entry"], removed, f"{r['parameters'] / 1e6:.2f}M"]
         cells += [_fmt(m, r["tasks"].get(t, {}).get(m)) for t, m, _ in TASKS]
@@ -39,8 +50,8 @@ def table(sweep: Path, label: str, dense_once: bool = True) -> list[str]:
 def main() -> int:
     out = Path(sys.argv[1] if len(sys.argv) > 1 else "hfprune-real")
     parts = [("smol-pruned", "SmolLM2-135M-Instruct, 8 of 30 layers removed, no healing"),
-             ("smol-paper", "SmolLM2, healed with the seed paper's hyper-parameters (lr 1e-5, batch 64)"),
-             ("smol-tuned", "SmolLM2, healed with lr 2e-4, batch 16 (same 2,000 examples, 1 epoch)"),
+             ("smol-paper", "SmolLM2, healed with the seed paper's hyper-parameters (lr 1e-5, batch 64; 500 examples, 1 epoch)"),
+             ("smol-tuned", "SmolLM2, healed with lr 2e-4, batch 16 (the same 500 examples, 1 epoch)"),
              ("smol-untie", "SmolLM2, reverse-order + partial, lr 2e-4, lm_head untied"),
              ("gemma-pruned", "Gemma-3-270M, 4 of 18 layers removed, no healing")]
     for name, label in parts:
