@@ -6,6 +6,7 @@ Bundled offline tasks (`hfprune_demo_mc`, `hfprune_demo_ppl`) are always availab
 
 from __future__ import annotations
 
+import contextlib
 import hashlib
 import json
 import statistics
@@ -93,16 +94,10 @@ def evaluate_model(model_path: str | Path, tasks: list[str], *, limit: int | Non
         if unknown:
             raise EvalError(f"unknown lm-eval task {unknown[0]!r}; see `lm_eval ls tasks`, or give --include-path "
                             "with your task YAML")
-        try:  # fetch (or find cached) every task's data before loading the model
+        with _task_data_errors(tasks):  # fetch (or find cached) every task's data before loading the model
             from lm_eval.tasks import get_task_dict
 
             get_task_dict(list(tasks), manager)
-        except Exception as e:  # noqa: BLE001 - only data-access failures are translated; the rest re-raise
-            if not _is_data_access_error(e):
-                raise
-            raise EvalError(f"cannot fetch the data of tasks {', '.join(tasks)} ({str(e).splitlines()[0]}); "
-                            "retry online, or evaluate offline: the bundled tasks hfprune_demo_mc and "
-                            "hfprune_demo_ppl, or your own task YAMLs via --include-path") from None
         model, tokenizer = load_for_eval(model_path, trust_remote_code)  # after the tasks' data is at hand
         import logging
 
@@ -114,15 +109,9 @@ def evaluate_model(model_path: str | Path, tasks: list[str], *, limit: int | Non
         # lm-eval records the git hash of the current directory by running `git describe`, which prints
         # "fatal: not a git repository" outside a checkout; that hash says nothing about the model
         lm_eval.evaluator.get_git_commit_hash = lambda: None
-        try:
+        with _task_data_errors(tasks):
             out = lm_eval.simple_evaluate(model=lm, tasks=list(tasks), limit=limit, task_manager=manager,
                                           log_samples=False, bootstrap_iters=1000, verbosity="ERROR")
-        except Exception as e:  # noqa: BLE001 - only data-access failures are translated; the rest re-raise
-            if not _is_data_access_error(e):
-                raise
-            raise EvalError(f"cannot fetch the data of tasks {', '.join(tasks)} ({str(e).splitlines()[0]}); "
-                            "retry online, or evaluate offline: the bundled tasks hfprune_demo_mc and "
-                            "hfprune_demo_ppl, or your own task YAMLs via --include-path") from None
     raw = {k: out.get(k) for k in ("results", "versions", "n-samples", "higher_is_better", "configs")}
     raw = json.loads(json.dumps(raw, default=str))
     return {
@@ -134,6 +123,19 @@ def evaluate_model(model_path: str | Path, tasks: list[str], *, limit: int | Non
                      "lm_eval_version": getattr(lm_eval, "__version__", "unknown"), "hfprune_version": __version__},
         "raw": raw,
     }
+
+
+@contextlib.contextmanager
+def _task_data_errors(tasks: list[str]):
+    """Task data that cannot be fetched becomes one EvalError naming the offline alternatives; the rest re-raise."""
+    try:
+        yield
+    except Exception as e:  # noqa: BLE001 - only data-access failures are translated
+        if not _is_data_access_error(e):
+            raise
+        raise EvalError(f"cannot fetch the data of tasks {', '.join(tasks)} ({str(e).splitlines()[0]}); "
+                        "retry online, or evaluate offline: the bundled tasks hfprune_demo_mc and "
+                        "hfprune_demo_ppl, or your own task YAMLs via --include-path") from None
 
 
 def _local_task_names(paths: list[str]) -> set[str]:
