@@ -4,7 +4,6 @@ import json
 import struct
 import subprocess
 import sys
-import time
 
 import pytest
 
@@ -146,12 +145,10 @@ def test_argparse_errors_are_one_line():
     assert code == 2 and len(err.strip().splitlines()) == 1 and "invalid int value" in err
 
 
-def test_help_is_instant_and_imports_no_torch():
+def test_help_works_and_imports_no_torch():
     for args in (["--help"], ["prune", "--help"], ["demo", "--help"]):
-        start = time.perf_counter()
         code, out, _ = run_cli(*args)
         assert code == 0 and "usage:" in out
-        assert time.perf_counter() - start < 2.0  # includes interpreter start-up
     probe = "import sys; from hfprune.cli import build_parser; build_parser(); print('torch' in sys.modules)"
     assert subprocess.run([sys.executable, "-c", probe], capture_output=True, text=True).stdout.strip() == "False"
 

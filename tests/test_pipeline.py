@@ -5,7 +5,6 @@ import os
 import re
 import subprocess
 import sys
-import time
 from pathlib import Path
 
 import pytest
@@ -237,13 +236,17 @@ def test_shipped_recipes_are_valid():
     assert {("reverse-order", "partial"), ("angular", "qlora"), ("finercut", "none")} <= methods
 
 
-def test_every_help_is_instant():
-    for args in ([], ["prune"], ["score"], ["recover"], ["eval"], ["push"], ["demo"]):
-        start = time.perf_counter()
-        proc = subprocess.run([sys.executable, "-m", "hfprune", *args, "--help"], capture_output=True, text=True)
-        elapsed = time.perf_counter() - start
-        assert proc.returncode == 0 and "usage:" in proc.stdout
-        assert elapsed < 1.0, (args, elapsed)
+def test_every_help_works_without_heavy_imports():
+    """--help is instant because it imports neither torch nor transformers nor lm-eval (timing lives in bench/)."""
+    probe = ("import runpy, sys\n"
+             "sys.argv = ['hfprune'] + sys.argv[1:] + ['--help']\n"
+             "try:\n    runpy.run_module('hfprune', run_name='__main__')\n"
+             "except SystemExit:\n    pass\n"
+             "print('HEAVY', sorted(m for m in ('torch', 'transformers', 'lm_eval') if m in sys.modules))\n")
+    for args in ([], ["prune"], ["score"], ["recover"], ["eval"], ["push"], ["sweep"], ["demo"]):
+        proc = subprocess.run([sys.executable, "-c", probe, *args], capture_output=True, text=True)
+        assert "usage:" in proc.stdout, proc.stderr
+        assert proc.stdout.strip().splitlines()[-1] == "HEAVY []", (args, proc.stdout[-300:])
 
 
 def test_card_template_renders_from_an_installed_wheel(tmp_path):
@@ -263,12 +266,10 @@ def test_card_template_renders_from_an_installed_wheel(tmp_path):
 
 
 def test_demo_runs_the_whole_pipeline_offline(tmp_path):
-    start = time.perf_counter()
     env = dict(os.environ, HF_HUB_OFFLINE="1", HF_HOME=str(tmp_path / "hf"))
     proc = subprocess.run([sys.executable, "-m", "hfprune", "demo", "--work-dir", str(tmp_path / "demo")],
                           capture_output=True, text=True, env=env, timeout=600)
     assert proc.returncode == 0, proc.stderr[-3000:]
-    assert time.perf_counter() - start < 180
     work = tmp_path / "demo"
     for artifact in ("source.json", "plan.json", "pruned", "recovered", "eval.json", "final/README.md",
                      "final/model.safetensors", "final/layer_map.svg"):
