@@ -53,6 +53,17 @@ def _recovery_overrides(args) -> dict:
             if k.startswith("recover_") and v is not None}
 
 
+def _add_eval_options(p: argparse.ArgumentParser) -> None:
+    p.add_argument("--tasks", help="comma-separated lm-eval tasks")
+    p.add_argument("--limit", type=int, help="at most N examples per task")
+    p.add_argument("--include-path", help="a folder of extra lm-eval task YAMLs")
+
+
+def _eval_overrides(args) -> dict:
+    return {"eval.tasks": [t for t in args.tasks.split(",") if t] if args.tasks else None,
+            "eval.limit": args.limit, "eval.include_path": args.include_path}
+
+
 def build_parser() -> argparse.ArgumentParser:
     parser = _Parser(prog="hfprune", description="Remove decoder layers from causal LMs and publish the result.")
     parser.add_argument("--version", action="version", version=f"hfprune {__version__}")
@@ -177,9 +188,7 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--recover", choices=["partial", "lora", "qlora", "none"], help="recovery method (default: none)")
     p.add_argument("--dataset", help="recovery data: alpaca, dolly, a Hub id or a local .json/.jsonl")
     _add_recovery_flags(p)
-    p.add_argument("--tasks", help="comma-separated lm-eval tasks")
-    p.add_argument("--limit", type=int, help="at most N examples per task")
-    p.add_argument("--include-path", help="a folder of extra lm-eval task YAMLs")
+    _add_eval_options(p)
     p.add_argument("--repo-id", help="target repo (default: <you>/<source name>-<plan tag>)")
     p.add_argument("--private", action="store_true", default=None, help="create the repo private")
     p.add_argument("--work-dir", help="where each stage leaves its artifact (default: hfprune-work/<repo name>)")
@@ -209,9 +218,7 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--data", help="calibration data for the data-driven metrics")
     p.add_argument("--dataset", help="recovery data: alpaca, dolly, a Hub id or a local .json/.jsonl")
     _add_recovery_flags(p)
-    p.add_argument("--tasks", help="comma-separated lm-eval tasks")
-    p.add_argument("--limit", type=int, help="at most N examples per task")
-    p.add_argument("--include-path", help="a folder of extra lm-eval task YAMLs")
+    _add_eval_options(p)
     p.add_argument("--work-dir", help="sweep dir (default: hfprune-sweep/<source name>-remove<N>)")
     p.add_argument("--resume", action="store_true", help="skip what an earlier run of this sweep finished")
     p.add_argument("--overwrite", action="store_true", help="clear a non-empty sweep dir and start over")
@@ -332,8 +339,7 @@ def _cmd_sweep(args) -> int:
         raise RecipeError("no SOURCE: give a Hub repo id or folder on the command line or source: in the recipe")
     recipe = recipe.override(**{
         "prune.data": args.data, "recover.dataset": args.dataset, **_recovery_overrides(args),
-        "eval.tasks": [t for t in args.tasks.split(",") if t] if args.tasks else None, "eval.limit": args.limit,
-        "eval.include_path": args.include_path})
+        **_eval_overrides(args)})
     name = parse_source(source)[0].rstrip("/").split("/")[-1]
     work = Path(args.work_dir) if args.work_dir else Path("hfprune-sweep") / f"{name}-remove{args.remove}"
     result = run_sweep(recipe, source, args.remove, args.metrics, args.recover, work, resume=args.resume,
@@ -360,8 +366,7 @@ def _cmd_push(args) -> int:
         "prune.remove": args.remove, "prune.data": args.data, "prune.iterative_step": args.iterative_step,
         "recover.method": args.recover,
         "recover.dataset": args.dataset, **_recovery_overrides(args),
-        "eval.tasks": [t for t in args.tasks.split(",") if t] if args.tasks else None, "eval.limit": args.limit,
-        "eval.include_path": args.include_path, "push.repo_id": args.repo_id, "push.private": args.private,
+        **_eval_overrides(args), "push.repo_id": args.repo_id, "push.private": args.private,
         "push.enabled": False if args.no_push else None,
     })
     if args.plan_file:
