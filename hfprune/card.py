@@ -197,12 +197,23 @@ def publishable_recipe(recipe: dict) -> dict:
     method = rec.get("method", "none")
     if method == "none":
         r["recover"] = {"method": "none"}
-    elif method == "partial":
-        for k in [k for k in rec if k.startswith("lora_")]:
-            rec.pop(k)
     else:
-        for k in ("last_k", "train_layers", "tied_embeddings"):
-            rec.pop(k, None)
+        if method.removesuffix("-kd") == "partial":
+            for k in [k for k in rec if k.startswith("lora_")]:
+                rec.pop(k)
+        else:
+            for k in ("last_k", "train_layers", "tied_embeddings"):
+                rec.pop(k, None)
+        distilling = method.endswith("-kd")
+        if not distilling:
+            for k in ("kd_temperature", "kd_alpha", "teacher_logits", "teacher_top_k"):
+                rec.pop(k, None)
+        if rec.get("answers", "dataset") == "dataset":
+            rec.pop("answer_max_tokens", None)
+        if distilling or rec.get("answers") == "teacher":
+            rec["teacher"] = local_name(rec.get("teacher")) or "the dense source"
+        else:
+            rec.pop("teacher", None)
     return r
 
 
@@ -279,13 +290,20 @@ def _recovery_summary(inputs: CardInputs, ev: dict) -> dict:
     r = inputs.recovery
     record = inputs.recovery_record or {}
     tied = (record.get("recovery") or {}).get("tied_embeddings_result")
-    if r["method"] == "partial":
+    if r["method"].removesuffix("-kd") == "partial":
         head = {"frozen": "the tied lm_head kept frozen", "untied": "an untied copy of lm_head"}.get(tied, "lm_head")
         what = f"partial-layer fine-tuning (the last {r.get('last_k')} layers, final norm and {head})"
     else:
-        what = f"{r['method'].upper()} (r={r.get('lora_r')}, merged)"
-    out = {"label": f"{what} on {dataset_label(r.get('dataset'))}"}
-    run = record.get("recovery_run")
+        what = f"{r['method'].removesuffix('-kd').upper()} (r={r.get('lora_r')}, merged)"
+    run = record.get("recovery_run") or {}
+    data = dataset_label(r.get("dataset"))
+    if run.get("answers") == "teacher":
+        data = f"the teacher's own greedy answers to the instructions of {data} (self-data distillation)"
+    if run.get("objective", "SFT") != "SFT":
+        what += f", distilled from the dense model {run['teacher']} ({run['objective']})"
+    elif run.get("teacher"):
+        data += f" (teacher: {run['teacher']})"
+    out = {"label": f"{what} on {data}"}
     if run:
         loss = (f", loss {run['first_loss']:.3f} → {run['last_loss']:.3f}"
                 if run.get("first_loss") is not None else "")

@@ -46,6 +46,38 @@ def _add_recovery_flags(p: argparse.ArgumentParser) -> None:
                    help=f"tied lm_head (default: {defaults.tied_embeddings})")
     g.add_argument("--prompt", dest="recover_prompt", choices=["auto", "alpaca", "chat"],
                    help=f"recovery prompt (default: {defaults.prompt})")
+    _add_distill_flags(g, "recover_", teacher=False)
+
+
+def _add_distill_flags(g, prefix: str, teacher: bool = True) -> None:
+    """Distillation options; with prefix 'recover_' they are recipe overrides (None: the recipe's value)."""
+    from .recover import RecoverOptions
+
+    d = RecoverOptions()
+    keep = prefix == ""
+    if teacher:
+        g.add_argument("--teacher", metavar="DENSE",
+                       help="*-kd / --answers teacher: the dense model (default: the Hub source recorded in MODEL's "
+                            "hfprune.json)")
+    g.add_argument("--kd-temperature", type=float, dest=f"{prefix}kd_temperature", metavar="T",
+                   default=d.kd_temperature if keep else None,
+                   help=f"*-kd: softmax temperature of teacher and student (default: {d.kd_temperature:g})")
+    g.add_argument("--kd-alpha", type=float, dest=f"{prefix}kd_alpha", metavar="A", default=d.kd_alpha if keep else None,
+                   help=f"*-kd: loss = A x KD + (1 - A) x SFT cross-entropy (default: {d.kd_alpha:g}, pure KD)")
+    g.add_argument("--teacher-logits", choices=["live", "cached"], dest=f"{prefix}teacher_logits",
+                   default=d.teacher_logits if keep else None,
+                   help="*-kd: run the teacher alongside (live, default) or store its top-k logits once in the "
+                        "cache and reuse them (cached: no teacher in memory while training)")
+    g.add_argument("--teacher-top-k", type=int, dest=f"{prefix}teacher_top_k", metavar="K",
+                   default=d.teacher_top_k if keep else None,
+                   help=f"with --teacher-logits cached: logits kept per token (default: {d.teacher_top_k})")
+    g.add_argument("--answers", choices=["dataset", "teacher"], dest=f"{prefix}answers",
+                   default=d.answers if keep else None,
+                   help="train on the dataset's answers (default) or on the teacher's own greedy answers to the "
+                        "same instructions (self-data distillation; generated once and cached)")
+    g.add_argument("--answer-max-tokens", type=int, dest=f"{prefix}answer_max_tokens", metavar="N",
+                   default=d.answer_max_tokens if keep else None,
+                   help=f"with --answers teacher: longest generated answer (default: {d.answer_max_tokens})")
 
 
 def _recovery_overrides(args) -> dict:
@@ -121,8 +153,9 @@ def build_parser() -> argparse.ArgumentParser:
                                    "(LoRA is merged, so OUT loads without peft). Defaults follow the seed paper.")
     p.add_argument("model", metavar="MODEL", help="a local checkpoint folder (e.g. the output of hfprune prune)")
     p.add_argument("-o", "--output", metavar="OUT", required=True, help="the healed checkpoint's folder")
-    p.add_argument("--method", default="partial", choices=["partial", "lora", "qlora"],
-                   help="partial-layer fine-tuning (default), LoRA, or QLoRA (CUDA + bitsandbytes)")
+    p.add_argument("--method", default="partial", choices=["partial", "lora", "qlora", "partial-kd", "lora-kd"],
+                   help="partial-layer fine-tuning (default), LoRA, or QLoRA (CUDA + bitsandbytes); *-kd: the same "
+                        "parameters trained to match the dense teacher's next-token distributions")
     p.add_argument("--dataset", default="alpaca",
                    help="alpaca (yahma/alpaca-cleaned), dolly (databricks/databricks-dolly-15k), a Hub id, or a "
                         "local .json/.jsonl in either shape")
@@ -153,6 +186,7 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--seed", type=int, default=0, help="data order and initialisation (default: %(default)s)")
     p.add_argument("--save-steps", type=int, default=200,
                    help="checkpoint every N optimizer steps (default: %(default)s)")
+    _add_distill_flags(p.add_argument_group("distillation from the dense model"), "")
     p.add_argument("--resume", action="store_true", help="continue from the last checkpoint of an interrupted run")
     p.add_argument("--overwrite", action="store_true", help="replace OUT if hfprune wrote it")
     p.add_argument("--trust-remote-code", action="store_true", help="allow the model's own code (read it first)")
@@ -185,7 +219,8 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--data", help="calibration data for --metric")
     p.add_argument("--iterative-step", type=int, metavar="K",
                    help="with --metric: remove K layers at a time, healing (with --recover) and rescoring between")
-    p.add_argument("--recover", choices=["partial", "lora", "qlora", "none"], help="recovery method (default: none)")
+    p.add_argument("--recover", choices=["partial", "lora", "qlora", "partial-kd", "lora-kd", "none"],
+                   help="recovery method (default: none); *-kd distils from the dense source")
     p.add_argument("--dataset", help="recovery data: alpaca, dolly, a Hub id or a local .json/.jsonl")
     _add_recovery_flags(p)
     _add_eval_options(p)
@@ -285,7 +320,9 @@ def _cmd_recover(args) -> int:
         epochs=args.epochs, batch_size=args.batch_size, micro_batch_size=args.micro_batch_size,
         warmup_steps=args.warmup_steps, max_length=args.max_length, max_steps=args.max_steps,
         max_samples=args.max_samples, prompt=args.prompt, seed=args.seed, save_steps=args.save_steps,
-        trust_remote_code=args.trust_remote_code)
+        trust_remote_code=args.trust_remote_code, teacher=args.teacher, kd_temperature=args.kd_temperature,
+        kd_alpha=args.kd_alpha, teacher_logits=args.teacher_logits, teacher_top_k=args.teacher_top_k,
+        answers=args.answers, answer_max_tokens=args.answer_max_tokens)
     result = recover(args.model, args.output, options, overwrite=args.overwrite, resume=args.resume,
                      progress=not args.no_progress)
     pct = 100.0 * result.trainable_params / result.total_params
@@ -296,6 +333,8 @@ def _cmd_recover(args) -> int:
     run = result.run
     print(f"{run['optimizer_steps']} optimizer steps ({run['warmup_steps']} warm-up) on {run['examples']} examples, "
           f"{run['tokens']:,} tokens, prompt: {run['prompt']}")
+    if run.get("teacher"):
+        print(f"teacher {run['teacher']}: {run['objective']}, answers from the {run['answers']}")
     if result.losses:
         print(f"loss {result.losses[0]:.4f} -> {result.losses[-1]:.4f}; {result.tokens_per_s:.0f} tokens/s")
     for w in result.warnings:

@@ -17,8 +17,11 @@ from .plan import Plan
 
 
 def iterative_prune(source: Path, output: Path, *, score_options, step: int, recover_options, work: Path,
-                    score_cache=None, progress: bool = False, echo=print) -> tuple[Plan, list[dict]]:
-    """Return (plan in source numbering, per-round records); the final pruned checkpoint is written to `output`."""
+                    score_cache=None, progress: bool = False, echo=print, teacher_source=None,
+                    distill_cache=None) -> tuple[Plan, list[dict]]:
+    """Return (plan in source numbering, per-round records); the final pruned checkpoint is written to `output`.
+
+    A distillation recovery between rounds learns from `teacher_source` (the dense source)."""
     from .checkpoint import Checkpoint
     from .recover import recover
     from .scoring import score
@@ -50,7 +53,8 @@ def iterative_prune(source: Path, output: Path, *, score_options, step: int, rec
         current = pruned
         if len(removed) < total:
             healed = work / f"round{r}-recovered"
-            res = recover(pruned, healed, recover_options, overwrite=True, progress=progress)
+            res = recover(pruned, healed, recover_options, overwrite=True, progress=progress, echo=echo,
+                          teacher_source=teacher_source, cache_dir=distill_cache)
             record["recovery_loss"] = [res.losses[0], res.losses[-1]] if res.losses else None
             current = healed
         rounds.append(record)

@@ -50,6 +50,7 @@ class Pipeline:
 
         self.eval_cache = eval_cache if eval_cache is not None else cache_root() / "eval"
         self.score_cache = score_cache if score_cache is not None else cache_root() / "scores"
+        self.distill_cache = cache_root() / "distill"  # teacher answers and logits, shared by a sweep's entries
         self.trust_remote_code = trust_remote_code
         self.echo = echo
         self.keep = set(keep)  # entries of the work dir that belong to the caller (the demo's source model)
@@ -104,7 +105,7 @@ class Pipeline:
         self._stage("prune", self.work / "pruned", lambda: self._prune(src, plan), keys)
         model_dir = self.work / "pruned"
         if self.recipe.recover.method != "none":
-            self._stage("recover", self.work / "recovered", self._recover, keys)
+            self._stage("recover", self.work / "recovered", lambda: self._recover(src), keys)
             model_dir = self.work / "recovered"
         evaluation = self._stage("eval", self.work / "eval.json", lambda: self._evaluate(src), keys)
         self._stage("final", self.work / "final",
@@ -248,7 +249,8 @@ class Pipeline:
                                        step=p.iterative_step,
                                        recover_options=RecoverOptions(**self.recipe.recover.model_dump()),
                                        work=self.work / "iterative" / "rounds", score_cache=self.score_cache,
-                                       progress=self.progress, echo=self.echo)
+                                       progress=self.progress, echo=self.echo, teacher_source=src,
+                                       distill_cache=self.distill_cache)
         write_json(self.work / "scores.json", {"format": "hfprune-scores", "version": 1, "metric": p.metric,
                                                 "mode": "iterative-with-recovery", "rounds": rounds,
                                                 "num_layers": plan.num_layers, "remove": p.remove,
@@ -269,12 +271,13 @@ class Pipeline:
         for line in report.lines():
             self.echo(f"  {line}")
 
-    def _recover(self) -> None:
+    def _recover(self, src: Source) -> None:
         from .recover import RecoverOptions, recover
 
         options = RecoverOptions(**self.recipe.recover.model_dump())
         result = recover(self.work / "pruned", self.work / "recovered", options, overwrite=True,
-                         resume=(self.work / "recovered.checkpoints").exists(), progress=self.progress)
+                         resume=(self.work / "recovered.checkpoints").exists(), progress=self.progress,
+                         cache_dir=self.distill_cache, echo=self.echo, teacher_source=src)
         if result.losses:
             self.echo(f"  loss {result.losses[0]:.4f} -> {result.losses[-1]:.4f}, {result.tokens_per_s:.0f} tokens/s")
         for w in result.warnings:

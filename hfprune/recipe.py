@@ -92,7 +92,7 @@ class RecoverSection(RecoverOptions):
     """recover.RecoverOptions, plus "none" (no recovery, the default in a recipe)."""
 
     model_config = ConfigDict(extra="forbid", validate_assignment=True)
-    method: Literal["partial", "lora", "qlora", "none"] = "none"
+    method: Literal["partial", "lora", "qlora", "partial-kd", "lora-kd", "none"] = "none"
 
 
 class EvalSection(_Strict):

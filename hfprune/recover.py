@@ -25,7 +25,7 @@ from .surgery import copy_aux_files
 from .workdir import (CHECKPOINTS_MARKER, PROVENANCE_FILE, check_not_input, check_output, remove_hfprune_folder,
                       staged_folder)
 
-METHODS = ("partial", "lora", "qlora")
+METHODS = ("partial", "lora", "qlora", "partial-kd", "lora-kd")
 DEFAULT_LORA_TARGETS = ("q_proj", "k_proj", "v_proj", "o_proj", "gate_proj", "up_proj", "down_proj")
 
 
@@ -60,6 +60,23 @@ class RecoverOptions(BaseModel):
     seed: int = 0
     save_steps: int = 200
     trust_remote_code: bool = False
+    # distillation (methods *-kd, or answers: teacher): the dense model teaches the pruned one
+    teacher: str | None = None  # None: the Hub source recorded in the pruned model's hfprune.json
+    kd_temperature: float = 1.0
+    kd_alpha: float = 1.0  # weight of the KD loss; 1 - kd_alpha goes to the SFT cross-entropy
+    teacher_logits: str = "live"  # live: teacher runs alongside; cached: its top-k logits stored once, reused
+    teacher_top_k: int = 64
+    answers: str = "dataset"  # teacher: self-data distillation, the teacher's greedy answers replace the dataset's
+    answer_max_tokens: int = 256
+
+
+def base_method(method: str) -> str:
+    """partial-kd -> partial: the trainable parameters; the -kd suffix only changes the objective."""
+    return method.removesuffix("-kd")
+
+
+def is_distillation(method: str) -> bool:
+    return method.endswith("-kd")
 
 
 @dataclass
@@ -81,8 +98,14 @@ def checkpoints_dir(output: Path) -> Path:
 
 
 def recover(model_path: str | Path, output: str | Path, options: RecoverOptions, *, overwrite: bool = False,
-            resume: bool = False, progress: bool = False, _stop_after_steps: int | None = None) -> RecoverResult:
-    """Fine-tune the checkpoint at `model_path` and write the healed checkpoint to `output`."""
+            resume: bool = False, progress: bool = False, cache_dir: Path | None = None, echo=print,
+            teacher_source=None, _stop_after_steps: int | None = None) -> RecoverResult:
+    """Fine-tune the checkpoint at `model_path` and write the healed checkpoint to `output`.
+
+    Distillation (a *-kd method, or answers="teacher") caches the teacher's answers and stored logits in
+    `cache_dir` (default: hfprune's cache folder), keyed by the teacher and the data. `teacher_source` (a
+    resolved hub.Source) is the teacher when options.teacher is not set: the pipeline's dense source.
+    """
     model_path, output = Path(model_path), Path(output)
     validate_options(options)
     ckpt_dir = checkpoints_dir(output)
@@ -90,7 +113,8 @@ def recover(model_path: str | Path, output: str | Path, options: RecoverOptions,
     check_not_input(ckpt_dir, {"model": model_path}, "checkpoint folder")
     config = read_config(model_path)
     num_layers = config.get("num_hidden_layers") or config.get("text_config", {}).get("num_hidden_layers")
-    train_layers = _train_layers(options, num_layers) if options.method == "partial" else None
+    method = base_method(options.method)
+    train_layers = _train_layers(options, num_layers) if method == "partial" else None
     if resume and not last_complete_checkpoint(ckpt_dir):
         raise RecoveryError(f"--resume: no checkpoint to resume in {ckpt_dir} (none was completely written); run without --resume to start")
     if not resume:
@@ -98,8 +122,18 @@ def recover(model_path: str | Path, output: str | Path, options: RecoverOptions,
 
     import torch
 
-    if options.method == "qlora":
+    if method == "qlora":
         _require_qlora()
+    teacher = None
+    if is_distillation(options.method) or options.answers == "teacher":
+        from .distill import resolve_teacher
+
+        teacher = resolve_teacher(options.teacher or teacher_source, model_path)
+    if cache_dir is None:
+        from . import cache_root
+
+        cache_dir = cache_root() / "distill"
+    train_dtype = torch.bfloat16 if torch.cuda.is_available() else torch.float32
     tokenizer = load_tokenizer(model_path, options.trust_remote_code)
     if tokenizer.pad_token_id is None:
         tokenizer.pad_token = tokenizer.eos_token
@@ -108,14 +142,22 @@ def recover(model_path: str | Path, output: str | Path, options: RecoverOptions,
         examples = examples[: options.max_samples]
     max_length = options.max_length or resolve_dataset(options.dataset)[1]
     prompt = resolve_prompt(options.prompt, tokenizer)
+    if options.answers == "teacher":
+        from .distill import teacher_answers
+
+        examples = teacher_answers(teacher, examples, tokenizer, prompt, options.answer_max_tokens, cache_dir,
+                                   dtype=train_dtype, trust_remote_code=options.trust_remote_code,
+                                   progress=progress, echo=echo)
     rows = [tokenize_example(ex, tokenizer, max_length, prompt) for ex in examples]
     rows = [r for r in rows if any(label != IGNORE_INDEX for label in r["labels"])]
+    for i, r in enumerate(rows):
+        r["row"] = i  # stored teacher logits are looked up by row
     if not rows:
         raise DataError(f"every example of {options.dataset} has its response cut off by --max-length {max_length}")
 
     model, tied = _load_for_training(model_path, options, config)
     total = sum(p.numel() for p in model.parameters())
-    if options.method == "partial":
+    if method == "partial":
         tied = _setup_partial(model, train_layers, options.tied_embeddings, config)
     else:
         model = _setup_lora(model, options)
@@ -127,8 +169,11 @@ def recover(model_path: str | Path, output: str | Path, options: RecoverOptions,
             p.data = p.data.float()
 
     steps, warmup, warnings = schedule(options, len(rows))
+    kd = None
+    if is_distillation(options.method):
+        kd = _teacher_signal(teacher, rows, options, cache_dir, train_dtype, progress, echo)
     tracker, resumed_from = _train(model, tokenizer, rows, options, warmup, ckpt_dir, resume, progress,
-                                   _stop_after_steps)
+                                   _stop_after_steps, kd)
     losses = tracker.losses
     if len(losses) >= 2:
         k = max(1, len(losses) // 10)  # per-step losses are noisy: compare the first and last tenth of the run
@@ -139,8 +184,16 @@ def recover(model_path: str | Path, output: str | Path, options: RecoverOptions,
     run = {"optimizer_steps": steps, "warmup_steps": warmup, "lr": options.lr, "prompt": prompt,
            "examples": len(rows), "tokens": tracker.tokens, "first_loss": losses[0] if losses else None,
            "last_loss": losses[-1] if losses else None, "warnings": warnings}
+    if teacher is not None:
+        run["teacher"] = teacher.label
+        run["objective"] = (f"KL(teacher || student), T={options.kd_temperature:g}"
+                            + (f", {options.kd_alpha:g} KD + {1 - options.kd_alpha:g} SFT" if options.kd_alpha < 1 else "")
+                            + (f", teacher top-{options.teacher_top_k} logits stored" if options.teacher_logits == "cached"
+                               else ", teacher run alongside")
+                            if kd is not None else "SFT")
+        run["answers"] = options.answers
     model.eval()  # no dropout from here on: merging and saving see the deterministic network
-    if options.method != "partial":
+    if method != "partial":
         model = _merge(model, model_path, options, ckpt_dir)
     _save(model, model_path, output, config, options, tied, train_layers, overwrite, run)
     shutil.rmtree(ckpt_dir, ignore_errors=True)
@@ -154,6 +207,17 @@ def validate_options(o: RecoverOptions) -> None:
     """Refuse impossible recovery settings with one line, before any data or model is loaded."""
     if o.method not in METHODS:
         raise PlanError(f"unknown recovery method {o.method!r}; choose one of {', '.join(METHODS)}")
+    if o.teacher_logits not in ("live", "cached"):
+        raise PlanError("--teacher-logits must be live or cached")
+    if o.answers not in ("dataset", "teacher"):
+        raise PlanError("--answers must be dataset or teacher")
+    if not o.kd_temperature > 0:
+        raise PlanError("--kd-temperature must be above 0")
+    if not 0 <= o.kd_alpha <= 1:
+        raise PlanError("--kd-alpha must be between 0 and 1")
+    for name in ("teacher_top_k", "answer_max_tokens"):
+        if getattr(o, name) < 1:
+            raise PlanError(f"--{name.replace('_', '-')} must be at least 1")
     if o.tied_embeddings not in ("untie", "freeze"):
         raise PlanError("--tied-embeddings must be untie or freeze")
     if o.prompt not in ("auto", "alpaca", "chat"):
@@ -226,7 +290,7 @@ def _load_for_training(model_path: Path, o: RecoverOptions, config: dict):
     import torch
 
     kwargs = {}
-    if o.method == "qlora":
+    if base_method(o.method) == "qlora":
         from transformers import BitsAndBytesConfig
 
         kwargs["quantization_config"] = BitsAndBytesConfig(load_in_4bit=True, bnb_4bit_quant_type="nf4",
@@ -276,7 +340,7 @@ def _setup_lora(model, o: RecoverOptions):
     targets = [t for t in o.lora_targets if t in names]
     if not targets:
         raise PlanError(f"--lora-targets {','.join(o.lora_targets)}: none of these module names exist in this model")
-    if o.method == "qlora":
+    if base_method(o.method) == "qlora":
         model = prepare_model_for_kbit_training(model)
     cfg = LoraConfig(r=o.lora_r, lora_alpha=o.lora_alpha, lora_dropout=o.lora_dropout, target_modules=targets,
                      task_type="CAUSAL_LM", bias="none")
@@ -297,10 +361,65 @@ class _Tracker:
         return self.tokens / self.seconds if self.seconds else 0.0
 
 
+@dataclass
+class _TeacherSignal:
+    """What the KD loss compares the student with: a live teacher model or the stored top-k logits."""
+
+    model: object | None
+    store: object | None
+    temperature: float
+    alpha: float
+
+
+def _teacher_signal(teacher, rows, o: RecoverOptions, cache_dir: Path, dtype, progress: bool, echo) -> _TeacherSignal:
+    from .distill import TopkStore, load_teacher, teacher_topk_file
+
+    if o.teacher_logits == "cached":
+        path = teacher_topk_file(teacher, rows, o.teacher_top_k, cache_dir, dtype=dtype,
+                                 batch_size=o.micro_batch_size, trust_remote_code=o.trust_remote_code,
+                                 progress=progress, echo=echo)
+        return _TeacherSignal(None, TopkStore(path), o.kd_temperature, o.kd_alpha)
+    return _TeacherSignal(load_teacher(teacher, dtype, o.trust_remote_code), None, o.kd_temperature, o.kd_alpha)
+
+
+def _trainer_class(kd: _TeacherSignal | None):
+    """transformers' Trainer, or one whose loss is the distillation objective of hfprune.distill."""
+    from transformers import Trainer
+
+    if kd is None:
+        return Trainer
+
+    class DistillTrainer(Trainer):
+        def compute_loss(self, model, inputs, return_outputs=False, num_items_in_batch=None):
+            import torch
+
+            from .distill import distill_loss, response_mask
+
+            row_ids = inputs.pop("row_ids")
+            labels = inputs.pop("labels")
+            outputs = model(**inputs)
+            if kd.store is not None:
+                idx, val = kd.store.gather(row_ids.tolist())
+                teacher = (idx.to(labels.device), val.to(labels.device))
+            else:
+                if next(kd.model.parameters()).device != labels.device:
+                    kd.model.to(labels.device)
+                with torch.no_grad():
+                    teacher = kd.model(**inputs).logits
+            normalizer = num_items_in_batch if num_items_in_batch is not None else response_mask(labels).sum()
+            loss = distill_loss(outputs.logits, labels, teacher, temperature=kd.temperature, alpha=kd.alpha,
+                                normalizer=normalizer)
+            if num_items_in_batch is not None and self.args.average_tokens_across_devices:
+                loss = loss * self.accelerator.num_processes  # as Trainer does for its token-averaged CE
+            return (loss, outputs) if return_outputs else loss
+
+    return DistillTrainer
+
+
 def _train(model, tokenizer, rows, o: RecoverOptions, warmup: int, ckpt_dir: Path, resume: bool, progress: bool,
-           stop_after: int | None):
+           stop_after: int | None, kd: _TeacherSignal | None = None):
     import torch
-    from transformers import Trainer, TrainerCallback, TrainingArguments
+    from transformers import TrainerCallback, TrainingArguments
 
     tracker = _Tracker()
 
@@ -317,7 +436,10 @@ def _train(model, tokenizer, rows, o: RecoverOptions, warmup: int, ckpt_dir: Pat
                 labels[i, :n] = torch.tensor(b["labels"])
                 mask[i, :n] = 1
             tracker.tokens += int(mask.sum())
-            return {"input_ids": ids, "labels": labels, "attention_mask": mask}
+            out = {"input_ids": ids, "labels": labels, "attention_mask": mask}
+            if kd is not None:
+                out["row_ids"] = torch.tensor([b["row"] for b in batch])
+            return out
 
     class Progress(TrainerCallback):
         def __init__(self):
@@ -353,7 +475,7 @@ def _train(model, tokenizer, rows, o: RecoverOptions, warmup: int, ckpt_dir: Pat
     )
     ckpt_dir.mkdir(parents=True, exist_ok=True)
     (ckpt_dir / CHECKPOINTS_MARKER).write_text("training checkpoints written by hfprune recover\n")
-    trainer = Trainer(model=model, args=args, train_dataset=rows, data_collator=Collator(), callbacks=[Progress()])
+    trainer = _trainer_class(kd)(model=model, args=args, train_dataset=rows, data_collator=Collator(), callbacks=[Progress()])
     last = last_complete_checkpoint(ckpt_dir, remove_incomplete=True) if resume else None
     trainer.train(resume_from_checkpoint=str(last) if last else None)
     return tracker, (last.name if last else None)
@@ -383,7 +505,7 @@ def last_complete_checkpoint(ckpt_dir: Path, remove_incomplete: bool = False) ->
 
 def _merge(model, model_path: Path, o: RecoverOptions, ckpt_dir: Path):
     """Fold LoRA adapters into the weights. QLoRA adapters are merged into a bf16 reload of the base."""
-    if o.method == "lora":
+    if base_method(o.method) == "lora":
         return model.merge_and_unload()
     import torch
     from peft import PeftModel
@@ -416,6 +538,7 @@ def _save(model, model_path: Path, output: Path, config: dict, o: RecoverOptions
         if (model_path / PROVENANCE_FILE).is_file():
             record = json.loads((model_path / PROVENANCE_FILE).read_text())
         recipe = o.model_dump()
+        recipe["teacher"] = run.get("teacher")  # the teacher's repo@sha or folder name, never a local path
         recipe.update({"tied_embeddings_result": tied, "train_layers": train_layers})
         record.update({"hfprune_version": __version__, "recovery": recipe, "recovery_run": run})
         (staging / PROVENANCE_FILE).write_text(json.dumps(record, indent=2) + "\n")

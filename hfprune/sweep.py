@@ -21,7 +21,7 @@ SWEEP_FILE = "sweep.json"
 RESULTS_JSON = "results.json"
 RESULTS_MD = "results.md"
 SWEEP_MARKER = ".hfprune-workdir"
-RECOVERY_METHODS = ("none", "partial", "lora", "qlora")
+RECOVERY_METHODS = ("none", "partial", "lora", "qlora", "partial-kd", "lora-kd")
 
 
 @dataclass
