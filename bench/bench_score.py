@@ -24,13 +24,14 @@ def main() -> None:
     args = ap.parse_args()
 
     import torch
+    from hfprune.scoring.calibration import load_calibration
     from transformers.utils import logging
 
-    from hfprune.architectures import ARCHITECTURES
-    from hfprune.data import load_calibration
-    from hfprune.forward import LayerStack
-    from hfprune.metrics import METRICS, ScoreInputs, finercut, lowest
-    from hfprune.scoring import ScoreOptions, _load_model
+    from hfprune.disk.architectures import ARCHITECTURES
+    from hfprune.scoring.forward import LayerStack
+    from hfprune.scoring.metrics import METRICS, ScoreInputs, finercut, lowest
+    from hfprune.scoring.score import _load_model
+    from hfprune.settings import ScoreOptions
     from hfprune.tiny import DEMO_TEXT, build_tiny_checkpoint
 
     logging.disable_progress_bar()

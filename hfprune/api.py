@@ -6,11 +6,11 @@ import tempfile
 from dataclasses import dataclass
 from pathlib import Path
 
-from .checkpoint import Checkpoint
+from .disk.checkpoint import Checkpoint
+from .disk.surgery import SizeReport, prune_checkpoint, size_report
 from .errors import PlanError
 from .hub import Source, resolve_source
 from .plan import Plan, parse_layer_list
-from .surgery import SizeReport, prune_checkpoint, size_report
 from .workdir import check_output
 
 
@@ -77,7 +77,7 @@ def prune(source: str | Path, output: str | Path | None = None, *, plan: Plan | 
     with tempfile.TemporaryDirectory(prefix="hfprune-convert-") as tmp:
         folder = src.path
         if allow_pickle and not any(folder.glob("*.safetensors")):
-            from .pickle_convert import convert_pickle_checkpoint
+            from .disk.pickle_convert import convert_pickle_checkpoint
 
             folder = convert_pickle_checkpoint(folder, Path(tmp) / "converted")
         ckpt = Checkpoint.open(folder)
@@ -105,7 +105,7 @@ def inspect_source(source: str, token: str | None = None) -> tuple[Source, Check
 
 def _dry_run(src: Source, ckpt: Checkpoint, plan: Plan) -> PruneResult:
     """Everything prune would check and report, nothing written."""
-    from .config_edit import edit_config
+    from .disk.config_edit import edit_config
 
     plan.check_model(ckpt.num_layers)
     edit_config(ckpt.config, plan, ckpt.arch)  # refuses unknown per-layer fields now, not after a download

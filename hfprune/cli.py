@@ -26,58 +26,22 @@ def _add_plan_options(p: argparse.ArgumentParser) -> None:
     g.add_argument("--plan", dest="plan_file", metavar="FILE", help="a plan JSON written by `hfprune score`")
 
 
-RECOVERY_FLAGS = (("--lr", float, "lr", "recovery learning rate"), ("--epochs", float, "epochs", "recovery epochs"),
-                  ("--recover-batch-size", int, "batch_size", "recovery effective batch"),
-                  ("--last-k", int, "last_k", "partial: train the last K layers"),
-                  ("--lora-r", int, "lora_r", "LoRA rank"), ("--max-samples", int, "max_samples",
-                                                              "recovery: use only the first N examples"),
-                  ("--warmup-steps", int, "warmup_steps", "recovery warm-up steps"))
+DISTILL_FIELDS = ("teacher", "kd_temperature", "kd_alpha", "teacher_logits", "teacher_top_k", "answers",
+                  "answer_max_tokens")
+# the recovery settings push and sweep take as flags (the rest through --recipe); renamed where a flag of the
+# pipeline itself has the name
+PIPELINE_RECOVERY_FIELDS = ("lr", "epochs", "batch_size", "micro_batch_size", "last_k", "lora_r", "max_samples",
+                            "max_length", "warmup_steps", "tied_embeddings", "prompt") + DISTILL_FIELDS[1:]
+PIPELINE_RENAMES = {"batch_size": "--recover-batch-size", "micro_batch_size": "--recover-micro-batch-size"}
 
 
 def _add_recovery_flags(p: argparse.ArgumentParser) -> None:
-    from .recover import RecoverOptions
+    from .cli_options import add_model_flags
+    from .settings import RecoverOptions
 
-    g = p.add_argument_group("recovery hyper-parameters (override the recipe; defaults as in `hfprune recover`)")
-    defaults = RecoverOptions()
-    for flag, kind, field, text in RECOVERY_FLAGS:
-        g.add_argument(flag, type=kind, dest=f"recover_{field}", metavar="X",
-                       help=f"{text} (default: {getattr(defaults, field)})")
-    g.add_argument("--tied-embeddings", dest="recover_tied_embeddings", choices=["freeze", "untie"],
-                   help=f"tied lm_head (default: {defaults.tied_embeddings})")
-    g.add_argument("--prompt", dest="recover_prompt", choices=["auto", "alpaca", "chat"],
-                   help=f"recovery prompt (default: {defaults.prompt})")
-    _add_distill_flags(g, "recover_", teacher=False)
-
-
-def _add_distill_flags(g, prefix: str, teacher: bool = True) -> None:
-    """Distillation options; with prefix 'recover_' they are recipe overrides (None: the recipe's value)."""
-    from .recover import RecoverOptions
-
-    d = RecoverOptions()
-    keep = prefix == ""
-    if teacher:
-        g.add_argument("--teacher", metavar="DENSE",
-                       help="*-kd / --answers teacher: the dense model (default: the Hub source recorded in MODEL's "
-                            "hfprune.json)")
-    g.add_argument("--kd-temperature", type=float, dest=f"{prefix}kd_temperature", metavar="T",
-                   default=d.kd_temperature if keep else None,
-                   help=f"*-kd: softmax temperature of teacher and student (default: {d.kd_temperature:g})")
-    g.add_argument("--kd-alpha", type=float, dest=f"{prefix}kd_alpha", metavar="A", default=d.kd_alpha if keep else None,
-                   help=f"*-kd: loss = A x KD + (1 - A) x SFT cross-entropy (default: {d.kd_alpha:g}, pure KD)")
-    g.add_argument("--teacher-logits", choices=["live", "cached"], dest=f"{prefix}teacher_logits",
-                   default=d.teacher_logits if keep else None,
-                   help="*-kd: run the teacher alongside (live, default) or store its top-k logits once in the "
-                        "cache and reuse them (cached: no teacher in memory while training)")
-    g.add_argument("--teacher-top-k", type=int, dest=f"{prefix}teacher_top_k", metavar="K",
-                   default=d.teacher_top_k if keep else None,
-                   help=f"with --teacher-logits cached: logits kept per token (default: {d.teacher_top_k})")
-    g.add_argument("--answers", choices=["dataset", "teacher"], dest=f"{prefix}answers",
-                   default=d.answers if keep else None,
-                   help="train on the dataset's answers (default) or on the teacher's own greedy answers to the "
-                        "same instructions (self-data distillation; generated once and cached)")
-    g.add_argument("--answer-max-tokens", type=int, dest=f"{prefix}answer_max_tokens", metavar="N",
-                   default=d.answer_max_tokens if keep else None,
-                   help=f"with --answers teacher: longest generated answer (default: {d.answer_max_tokens})")
+    g = p.add_argument_group("recovery hyper-parameters (override the recipe)")
+    add_model_flags(g, RecoverOptions, fields=PIPELINE_RECOVERY_FIELDS, rename=PIPELINE_RENAMES, prefix="recover_",
+                    override=True)
 
 
 def _recovery_overrides(args) -> dict:
@@ -86,14 +50,31 @@ def _recovery_overrides(args) -> dict:
 
 
 def _add_eval_options(p: argparse.ArgumentParser) -> None:
-    p.add_argument("--tasks", help="comma-separated lm-eval tasks")
-    p.add_argument("--limit", type=int, help="at most N examples per task")
-    p.add_argument("--include-path", help="a folder of extra lm-eval task YAMLs")
+    from .cli_options import add_model_flags
+    from .settings import EvalSection
+
+    add_model_flags(p, EvalSection, fields=("tasks", "limit", "include_path"), prefix="eval_", override=True)
 
 
 def _eval_overrides(args) -> dict:
-    return {"eval.tasks": [t for t in args.tasks.split(",") if t] if args.tasks else None,
-            "eval.limit": args.limit, "eval.include_path": args.include_path}
+    from .cli_options import values_from_args
+    from .settings import EvalSection
+
+    return {f"eval.{k}": v for k, v in values_from_args(args, EvalSection, prefix="eval_").items()}
+
+
+def _add_calibration_options(p: argparse.ArgumentParser, fields) -> None:
+    from .cli_options import add_model_flags
+    from .settings import CalibrationSettings
+
+    add_model_flags(p, CalibrationSettings, fields=fields, prefix="prune_", override=True)
+
+
+def _calibration_overrides(args) -> dict:
+    from .cli_options import values_from_args
+    from .settings import CalibrationSettings
+
+    return {f"prune.{k}": v for k, v in values_from_args(args, CalibrationSettings, prefix="prune_").items()}
 
 
 def build_parser() -> argparse.ArgumentParser:
@@ -115,7 +96,7 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--no-progress", action="store_true", help="no progress bars")
     p.set_defaults(func=_cmd_prune)
 
-    from .metrics import METRICS
+    from .scoring.metrics import METRICS
 
     p = sub.add_parser("score", help="score layers (or sub-blocks) and write the plan of what to remove",
                        description="Score SOURCE's layers with a metric from the seed papers and write plan.json "
@@ -123,26 +104,13 @@ def build_parser() -> argparse.ArgumentParser:
                        epilog="metrics:\n" + "\n".join(f"  {m.name:16} {m.description}" for m in METRICS.values()),
                        formatter_class=argparse.RawDescriptionHelpFormatter)
     p.add_argument("source", metavar="SOURCE")
-    p.add_argument("--metric", required=True, metavar="M",
-                   help="reverse-order, random, magnitude-l1, magnitude-l2, taylor, ppl, block-influence, angular, "
-                        "finercut")
-    p.add_argument("--remove", type=int, required=True, metavar="N",
-                   help="layers to remove (angular: the block size; finercut: attention/FFN sub-blocks)")
+    from .cli_options import add_model_flags
+    from .settings import ScoreOptions
+
+    add_model_flags(p, ScoreOptions, fields=("metric", "remove"))
     p.add_argument("-o", "--output", metavar="PLAN", default="plan.json", help="plan file (default: %(default)s)")
     p.add_argument("--scores", metavar="FILE", help="scores file (default: scores.json beside the plan)")
-    p.add_argument("--data", help="calibration text: a .txt/.json/.jsonl file or a Hub dataset id[:config] "
-                                  "(ppl defaults to WikiText-2)")
-    p.add_argument("--samples", type=int, default=10, help="calibration windows (default: %(default)s)")
-    p.add_argument("--seq-len", type=int, default=128, help="tokens per window (default: %(default)s)")
-    p.add_argument("--seed", type=int, default=0, help="calibration windows' offsets (default: %(default)s)")
-    p.add_argument("--batch-size", type=int, default=10, help="windows per forward pass (default: %(default)s)")
-    p.add_argument("--iterative-step", type=int, metavar="K",
-                   help="remove K layers at a time and rescore in between (layer metrics)")
-    p.add_argument("--distance", default="js", choices=["js", "angular", "euclidean"],
-                   help="finercut's output distance (default: %(default)s)")
-    p.add_argument("--dtype", default="float32", help="float32, bfloat16, float16 or auto (default: %(default)s)")
-    p.add_argument("--device-map", help="e.g. auto: spread/offload a model larger than memory with accelerate")
-    p.add_argument("--trust-remote-code", action="store_true", help="allow the source's own modeling code")
+    add_model_flags(p, ScoreOptions, exclude=("metric", "remove"))
     p.add_argument("--cache-dir", default=None, help="score cache (default: ~/.cache/hfprune/scores)")
     p.add_argument("--token", help="Hub token; never printed or stored")
     p.add_argument("--no-progress", action="store_true", help="no progress bars")
@@ -153,43 +121,14 @@ def build_parser() -> argparse.ArgumentParser:
                                    "(LoRA is merged, so OUT loads without peft). Defaults follow the seed paper.")
     p.add_argument("model", metavar="MODEL", help="a local checkpoint folder (e.g. the output of hfprune prune)")
     p.add_argument("-o", "--output", metavar="OUT", required=True, help="the healed checkpoint's folder")
-    p.add_argument("--method", default="partial", choices=["partial", "lora", "qlora", "partial-kd", "lora-kd"],
-                   help="partial-layer fine-tuning (default), LoRA, or QLoRA (CUDA + bitsandbytes); *-kd: the same "
-                        "parameters trained to match the dense teacher's next-token distributions")
-    p.add_argument("--dataset", default="alpaca",
-                   help="alpaca (yahma/alpaca-cleaned), dolly (databricks/databricks-dolly-15k), a Hub id, or a "
-                        "local .json/.jsonl in either shape")
-    p.add_argument("--last-k", type=int, default=3, help="partial: train the last K layers (default: %(default)s)")
-    p.add_argument("--train-layers", metavar="LIST", help="partial: train exactly these layers instead, e.g. 20-23")
-    p.add_argument("--tied-embeddings", default="freeze", choices=["freeze", "untie"],
-                   help="tied lm_head: keep it tied and frozen (default: the model keeps its size win) or untie it "
-                        "and train a copy (adds vocab x hidden parameters)")
-    p.add_argument("--lora-r", type=int, default=8, help="LoRA rank (default: %(default)s)")
-    p.add_argument("--lora-alpha", type=int, default=16, help="LoRA alpha (default: %(default)s)")
-    p.add_argument("--lora-dropout", type=float, default=0.05, help="LoRA dropout (default: %(default)s)")
-    p.add_argument("--lora-targets", default=",".join(("q_proj", "k_proj", "v_proj", "o_proj", "gate_proj",
-                                                       "up_proj", "down_proj")),
-                   help="comma list of module names that get adapters (default: %(default)s)")
-    p.add_argument("--lr", type=float, default=1e-5,
-                   help="peak learning rate, AdamW, linear decay (default: %(default)s, the paper's for 8B models)")
-    p.add_argument("--epochs", type=float, default=2.0, help="passes over the data (default: %(default)s)")
-    p.add_argument("--batch-size", type=int, default=64, help="effective batch (default: %(default)s)")
-    p.add_argument("--micro-batch-size", type=int, default=4,
-                   help="per step; the rest is gradient accumulation (default: %(default)s)")
-    p.add_argument("--warmup-steps", type=int, default=None,
-                   help="default: 10%% of the optimizer steps, at most 100 (the paper's value, set for 52k examples)")
-    p.add_argument("--max-length", type=int, help="default 256 for Alpaca, 1024 for Dolly")
-    p.add_argument("--max-steps", type=int, default=-1, help="stop after N optimizer steps (default: the epochs)")
-    p.add_argument("--max-samples", type=int, help="use only the first N examples")
-    p.add_argument("--prompt", default="auto", choices=["auto", "alpaca", "chat"],
-                   help="auto (default): the model's chat template when it has one, else the Alpaca prompt")
-    p.add_argument("--seed", type=int, default=0, help="data order and initialisation (default: %(default)s)")
-    p.add_argument("--save-steps", type=int, default=200,
-                   help="checkpoint every N optimizer steps (default: %(default)s)")
-    _add_distill_flags(p.add_argument_group("distillation from the dense model"), "")
+    from .cli_options import add_model_flags
+    from .settings import RecoverOptions
+
+    add_model_flags(p, RecoverOptions, exclude=DISTILL_FIELDS + ("trust_remote_code",))
+    add_model_flags(p.add_argument_group("distillation from the dense model"), RecoverOptions, fields=DISTILL_FIELDS)
     p.add_argument("--resume", action="store_true", help="continue from the last checkpoint of an interrupted run")
     p.add_argument("--overwrite", action="store_true", help="replace OUT if hfprune wrote it")
-    p.add_argument("--trust-remote-code", action="store_true", help="allow the model's own code (read it first)")
+    add_model_flags(p, RecoverOptions, fields=("trust_remote_code",))
     p.add_argument("--no-progress", action="store_true", help="no progress bars")
     p.set_defaults(func=_cmd_recover)
 
@@ -216,9 +155,7 @@ def build_parser() -> argparse.ArgumentParser:
     _add_plan_options(p)
     p.add_argument("--metric", help="choose the layers with this metric (see hfprune score)")
     p.add_argument("--remove", type=int, metavar="N", help="with --metric: how many layers (finercut: sub-blocks)")
-    p.add_argument("--data", help="calibration data for --metric")
-    p.add_argument("--iterative-step", type=int, metavar="K",
-                   help="with --metric: remove K layers at a time, healing (with --recover) and rescoring between")
+    _add_calibration_options(p, ("data", "samples", "seq_len", "seed", "distance", "iterative_step"))
     p.add_argument("--recover", choices=["partial", "lora", "qlora", "partial-kd", "lora-kd", "none"],
                    help="recovery method (default: none); *-kd distils from the dense source")
     p.add_argument("--dataset", help="recovery data: alpaca, dolly, a Hub id or a local .json/.jsonl")
@@ -250,7 +187,7 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--recover", default="none", metavar="LIST",
                    help="comma list of none, partial, lora, qlora (default: %(default)s)")
     p.add_argument("--recipe", metavar="YAML", help="hyper-parameters (recover:, eval:, prune: data/samples...)")
-    p.add_argument("--data", help="calibration data for the data-driven metrics")
+    _add_calibration_options(p, ("data", "samples", "seq_len", "seed", "distance"))
     p.add_argument("--dataset", help="recovery data: alpaca, dolly, a Hub id or a local .json/.jsonl")
     _add_recovery_flags(p)
     _add_eval_options(p)
@@ -286,12 +223,11 @@ def _cmd_prune(args) -> int:
 
 def _cmd_score(args) -> int:
     from . import cache_root
-    from .scoring import ScoreOptions, score
+    from .cli_options import build, values_from_args
+    from .scoring.score import score
+    from .settings import ScoreOptions
 
-    options = ScoreOptions(metric=args.metric, remove=args.remove, data=args.data, samples=args.samples,
-                           seq_len=args.seq_len, seed=args.seed, batch_size=args.batch_size,
-                           iterative_step=args.iterative_step, distance=args.distance, dtype=args.dtype,
-                           device_map=args.device_map, trust_remote_code=args.trust_remote_code)
+    options = build(ScoreOptions, values_from_args(args, ScoreOptions))
     import shlex
     from pathlib import Path
 
@@ -309,20 +245,11 @@ def _cmd_score(args) -> int:
 
 
 def _cmd_recover(args) -> int:
-    from .plan import parse_layer_list
-    from .recover import RecoverOptions, recover
+    from .cli_options import build, values_from_args
+    from .recovery.train import recover
+    from .settings import RecoverOptions
 
-    options = RecoverOptions(
-        method=args.method, dataset=args.dataset, last_k=args.last_k,
-        train_layers=parse_layer_list(args.train_layers, "--train-layers") if args.train_layers else None,
-        tied_embeddings=args.tied_embeddings, lora_r=args.lora_r, lora_alpha=args.lora_alpha,
-        lora_dropout=args.lora_dropout, lora_targets=[t for t in args.lora_targets.split(",") if t], lr=args.lr,
-        epochs=args.epochs, batch_size=args.batch_size, micro_batch_size=args.micro_batch_size,
-        warmup_steps=args.warmup_steps, max_length=args.max_length, max_steps=args.max_steps,
-        max_samples=args.max_samples, prompt=args.prompt, seed=args.seed, save_steps=args.save_steps,
-        trust_remote_code=args.trust_remote_code, teacher=args.teacher, kd_temperature=args.kd_temperature,
-        kd_alpha=args.kd_alpha, teacher_logits=args.teacher_logits, teacher_top_k=args.teacher_top_k,
-        answers=args.answers, answer_max_tokens=args.answer_max_tokens)
+    options = build(RecoverOptions, values_from_args(args, RecoverOptions))
     result = recover(args.model, args.output, options, overwrite=args.overwrite, resume=args.resume,
                      progress=not args.no_progress)
     pct = 100.0 * result.trainable_params / result.total_params
@@ -344,11 +271,9 @@ def _cmd_recover(args) -> int:
 
 
 def _cmd_eval(args) -> int:
-    from .evaluate import evaluate_model
-    from .workdir import write_json
-    from .recipe import DEFAULT_TASKS
-
-    from .workdir import check_writable_file
+    from .evaluation.harness import evaluate_model
+    from .settings import DEFAULT_TASKS
+    from .workdir import check_writable_file, write_json
 
     check_writable_file(args.output, "-o")  # before the evaluation, not after it
     tasks = [t for t in args.tasks.split(",") if t] if args.tasks else DEFAULT_TASKS
@@ -369,7 +294,7 @@ def _cmd_sweep(args) -> int:
     from pathlib import Path
 
     from .hub import parse_source
-    from .recipe import Recipe, RecipeError
+    from .settings import Recipe, RecipeError
     from .sweep import run_sweep
 
     recipe = Recipe.load(args.recipe) if args.recipe else Recipe()
@@ -377,7 +302,7 @@ def _cmd_sweep(args) -> int:
     if not source:
         raise RecipeError("no SOURCE: give a Hub repo id or folder on the command line or source: in the recipe")
     recipe = recipe.override(**{
-        "prune.data": args.data, "recover.dataset": args.dataset, **_recovery_overrides(args),
+        **_calibration_overrides(args), "recover.dataset": args.dataset, **_recovery_overrides(args),
         **_eval_overrides(args)})
     name = parse_source(source)[0].rstrip("/").split("/")[-1]
     work = Path(args.work_dir) if args.work_dir else Path("hfprune-sweep") / f"{name}-remove{args.remove}"
@@ -394,7 +319,7 @@ def _cmd_push(args) -> int:
     from pathlib import Path
 
     from .pipeline import Pipeline, name_stem
-    from .recipe import Recipe, RecipeError
+    from .settings import Recipe, RecipeError
 
     if args.from_sweep or args.entry:
         return _push_from_sweep(args)
@@ -402,7 +327,7 @@ def _cmd_push(args) -> int:
     recipe = recipe.override(**{
         "source": args.source, "prune.drop_last": args.drop_last, "prune.drop_layers": args.drop_layers,
         "prune.skip_attention": args.skip_attention, "prune.skip_mlp": args.skip_mlp, "prune.metric": args.metric,
-        "prune.remove": args.remove, "prune.data": args.data, "prune.iterative_step": args.iterative_step,
+        "prune.remove": args.remove, **_calibration_overrides(args),
         "recover.method": args.recover,
         "recover.dataset": args.dataset, **_recovery_overrides(args),
         **_eval_overrides(args), "push.repo_id": args.repo_id, "push.private": args.private,
@@ -410,7 +335,7 @@ def _cmd_push(args) -> int:
     })
     if args.plan_file:
         from .plan import Plan
-        from .recipe import PlanSection
+        from .settings import PlanSection
 
         if any(v is not None for v in (args.drop_last, args.drop_layers, args.skip_attention, args.skip_mlp,
                                        args.metric)):

@@ -11,8 +11,8 @@ SOURCE_DIR = "demo-source"
 
 
 def demo_recipe(source: Path):
-    from .evaluate import DATA_DIR
-    from .recipe import Recipe
+    from .evaluation.harness import DATA_DIR
+    from .settings import Recipe
 
     return Recipe.parse({
         "source": str(source),

@@ -6,7 +6,7 @@ import re
 from dataclasses import asdict, dataclass
 from pathlib import Path
 
-from .errors import HubError
+from .errors import HfpruneError, HubError
 
 # What a pruned checkpoint needs from the source repo, and what it never needs.
 ALLOW_PATTERNS = ["*.safetensors", "*.json", "tokenizer*", "*.jinja", "*.txt", "LICENSE*", "USE_POLICY*", "NOTICE*"]
@@ -28,6 +28,11 @@ class Source:
         d = asdict(self)
         d["path"] = str(self.path)
         return d
+
+    @classmethod
+    def from_dict(cls, d: dict) -> "Source":
+        """The inverse of to_dict (the pipeline's source.json)."""
+        return cls(Path(d["path"]), d.get("repo_id"), d.get("revision"), d.get("sha"))
 
     def provenance(self) -> dict:
         """Where the files came from, without the local path (for hfprune.json and scores.json)."""
@@ -80,7 +85,7 @@ def remote_headers(source: str, *, token: str | None = None, endpoint: str | Non
         return None
     from huggingface_hub import HfApi, snapshot_download
 
-    from .safetensors_io import SafetensorsFile, TensorInfo
+    from .disk.safetensors_io import SafetensorsFile, TensorInfo
 
     repo_id, revision = parse_source(source)
     if not _REPO_ID.match(repo_id):
@@ -178,3 +183,62 @@ def offline_unless_reachable() -> bool:
         if module in sys.modules:
             setattr(sys.modules[module], attr, True)
     return False
+
+
+# ---------------------------------------------------------------- publishing
+
+def writable_repo(repo_id: str | None, token: str | None, default_repo_id) -> tuple[str, str]:
+    """(repo id, token): the given repo id or default_repo_id(user name), checked writable with the token (the
+    given one or the logged-in one) before any long work. A repo that does not exist yet passes when the token
+    can create it."""
+    from huggingface_hub import HfApi, get_token
+
+    token = token or get_token()
+    if not token:
+        raise HubError("no Hub token: run `hf auth login`, set HF_TOKEN or pass --token (or use --no-push)")
+    api = HfApi(token=token)
+    with hub_errors("whoami"):
+        who = api.whoami()
+    repo_id = repo_id or default_repo_id(who["name"])
+    try:
+        with hub_errors(repo_id, write=True):
+            api.auth_check(repo_id, write=True)
+    except HubError as e:
+        if "was not found" not in str(e):
+            raise
+        role = ((who.get("auth") or {}).get("accessToken") or {}).get("role")
+        if role == "read":
+            raise HubError(f"your token is read-only; it cannot create {repo_id} (use a write token)") from None
+    return repo_id, token
+
+
+def upload_model_folder(folder: Path, repo_id: str, *, token: str | None, private: bool) -> dict:
+    """Create `repo_id` if needed and upload `folder` in one commit; never pickles or hidden files."""
+    from huggingface_hub import HfApi
+
+    api = HfApi(token=token)
+    with hub_errors(repo_id, write=True):
+        api.create_repo(repo_id, private=private, exist_ok=True)
+        info = api.upload_folder(folder_path=str(folder), repo_id=repo_id, commit_message="Upload pruned model (hfprune)",
+                                 ignore_patterns=["*.bin", "*.pth", "*.pt", ".*"])
+    return {"repo_id": repo_id, "commit": info.oid, "url": info.commit_url}
+
+
+def source_license(src: Source, token: str | None) -> str | None:
+    """The base model's licence from its card metadata (local README.md, else the Hub's)."""
+    try:
+        from huggingface_hub import ModelCard
+
+        readme = src.path / "README.md"
+        if readme.is_file():
+            return ModelCard.load(readme).data.license
+        if src.repo_id:
+            from huggingface_hub import HfApi
+
+            info = HfApi(token=token).model_info(src.repo_id, revision=src.sha)
+            return (info.card_data or {}).get("license") if info.card_data else None
+    except (HfpruneError, OSError, ValueError):
+        return None
+    except Exception:  # noqa: BLE001 - a missing licence must never stop the pipeline
+        return None
+    return None

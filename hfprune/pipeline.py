@@ -13,11 +13,23 @@ import time
 from dataclasses import dataclass, field
 from pathlib import Path
 
-from .errors import HfpruneError, HubError, OutputExistsError, RecipeError, UnsafeOutputError
-from .hub import Source, hub_errors, resolve_source
+from .errors import (
+    HfpruneError,
+    OutputExistsError,
+    RecipeError,
+    UnsafeOutputError,
+)
+from .hub import Source, resolve_source, source_license
 from .plan import Plan
-from .recipe import Recipe
-from .workdir import WORKDIR_MARKER, check_not_input, remove_hfprune_folder, staged_folder, write_json, write_text
+from .settings import Recipe
+from .workdir import (
+    WORKDIR_MARKER,
+    check_not_input,
+    remove_hfprune_folder,
+    staged_folder,
+    write_json,
+    write_text,
+)
 
 
 @dataclass
@@ -41,9 +53,9 @@ class Pipeline:
             raise RecipeError("nothing to remove: give --drop-last, --drop-layers, --skip-*, --metric M --remove N, "
                               "or a prune: section in the recipe")
         if recipe.recover.method != "none":
-            from .recover import RecoverOptions, validate_options
+            from .recovery.train import validate_options
 
-            validate_options(RecoverOptions(**recipe.recover.model_dump()))  # fail before any long work
+            validate_options(recipe.recover.options())  # fail before any long work
         self.recipe, self.work = recipe, Path(work_dir)
         self.resume, self.overwrite, self.token, self.progress = resume, overwrite, token, progress
         from . import cache_root
@@ -99,7 +111,7 @@ class Pipeline:
         self._prepare_work_dir()
         keys = self._stage_keys(repo_id)
         source = self._stage("source", self.work / "source.json", self._source, keys)
-        src = Source(Path(source["path"]), source.get("repo_id"), source.get("revision"), source.get("sha"))
+        src = Source.from_dict(source)
         plan = self._stage("plan", self.work / "plan.json", lambda: self._plan(src), keys)
         plan = Plan.from_dict(plan)
         self._stage("prune", self.work / "pruned", lambda: self._prune(src, plan), keys)
@@ -206,7 +218,7 @@ class Pipeline:
             raise HfpruneError(f"{self.recipe.source} has no tokenizer files; evaluation and the pushed repo need "
                                "one (add tokenizer.json or tokenizer.model to the source)")
         record = src.to_dict()
-        record["license"] = _source_license(src, self.token)
+        record["license"] = source_license(src, self.token)
         return record
 
     def _plan(self, src: Source) -> dict:
@@ -214,16 +226,13 @@ class Pipeline:
         if p.metric and p.iterative_step and self.recipe.recover.method != "none":
             return self._iterative_plan(src)
         if p.metric:
-            from .scoring import ScoreOptions, score
+            from .scoring.score import score
 
-            opts = ScoreOptions(metric=p.metric, remove=p.remove, data=p.data, samples=p.samples, seq_len=p.seq_len,
-                                seed=p.seed, distance=p.distance, iterative_step=p.iterative_step,
-                                trust_remote_code=self.trust_remote_code)
-            result = score(src, opts, scores_path=self.work / "scores.json", cache_dir=self.score_cache,
+            result = score(src, p.score_options(self.trust_remote_code), scores_path=self.work / "scores.json", cache_dir=self.score_cache,
                            progress=self.progress)
             return result.plan.to_dict()
         from .api import make_plan
-        from .checkpoint import Checkpoint
+        from .disk.checkpoint import Checkpoint
 
         ckpt = Checkpoint.open(src.path)
         if p.plan is not None:  # a plan file: its depth is checked and its metric kept (the card cites it)
@@ -238,16 +247,12 @@ class Pipeline:
 
     def _iterative_plan(self, src: Source) -> dict:
         """Prune k, heal, rescore, repeat; the last round's pruned checkpoint becomes the prune stage's output."""
-        from .iterative import iterative_prune
-        from .recover import RecoverOptions
-        from .scoring import ScoreOptions
+        from .scoring.iterative import iterative_prune
 
         p = self.recipe.prune
-        opts = ScoreOptions(metric=p.metric, remove=p.remove, data=p.data, samples=p.samples, seq_len=p.seq_len,
-                            seed=p.seed, trust_remote_code=self.trust_remote_code)
-        plan, rounds = iterative_prune(src.path, self.work / "iterative" / "final-pruned", score_options=opts,
-                                       step=p.iterative_step,
-                                       recover_options=RecoverOptions(**self.recipe.recover.model_dump()),
+        plan, rounds = iterative_prune(src.path, self.work / "iterative" / "final-pruned",
+                                       score_options=p.score_options(self.trust_remote_code), step=p.iterative_step,
+                                       recover_options=self.recipe.recover.options(),
                                        work=self.work / "iterative" / "rounds", score_cache=self.score_cache,
                                        progress=self.progress, echo=self.echo, teacher_source=src,
                                        distill_cache=self.distill_cache)
@@ -258,7 +263,7 @@ class Pipeline:
         return plan.to_dict()
 
     def _prune(self, src: Source, plan: Plan) -> None:
-        from .surgery import prune_checkpoint
+        from .disk.surgery import prune_checkpoint
 
         iterated = self.work / "iterative" / "final-pruned"
         if plan.extra.get("recovery_between_steps"):
@@ -272,10 +277,9 @@ class Pipeline:
             self.echo(f"  {line}")
 
     def _recover(self, src: Source) -> None:
-        from .recover import RecoverOptions, recover
+        from .recovery.train import recover
 
-        options = RecoverOptions(**self.recipe.recover.model_dump())
-        result = recover(self.work / "pruned", self.work / "recovered", options, overwrite=True,
+        result = recover(self.work / "pruned", self.work / "recovered", self.recipe.recover.options(), overwrite=True,
                          resume=(self.work / "recovered.checkpoints").exists(), progress=self.progress,
                          cache_dir=self.distill_cache, echo=self.echo, teacher_source=src)
         if result.losses:
@@ -284,7 +288,7 @@ class Pipeline:
             self.echo(f"  warning: {w}")
 
     def _evaluate(self, src: Source) -> dict:
-        from .evaluate import cached_evaluation, evaluate_model
+        from .evaluation.harness import cached_evaluation, evaluate_model
 
         e = self.recipe.eval
         kwargs = dict(limit=e.limit, batch_size=e.batch_size, include_path=e.include_path,
@@ -315,7 +319,12 @@ class Pipeline:
     def _write_final(self, staging: Path, src: Source, plan: Plan, evaluation: dict, repo_id: str) -> None:
         import yaml
 
-        from .card import CardInputs, build_card, layer_map_svg, publishable_recipe
+        from .evaluation.card import (
+            CardInputs,
+            build_card,
+            layer_map_svg,
+            publishable_recipe,
+        )
 
         published_recipe = yaml.safe_dump(publishable_recipe(self.recipe.model_dump(mode="json")), sort_keys=False)
         scores = json.loads((self.work / "scores.json").read_text()) if (self.work / "scores.json").exists() else None
@@ -339,39 +348,17 @@ class Pipeline:
             write_json(staging / "scores.json", scores)
 
     def _push(self, repo_id: str) -> dict:
-        from huggingface_hub import HfApi
+        from .hub import upload_model_folder
 
-        api = HfApi(token=self.token)
-        with hub_errors(repo_id, write=True):
-            api.create_repo(repo_id, private=self.recipe.push.private, exist_ok=True)
-            info = api.upload_folder(folder_path=str(self.work / "final"), repo_id=repo_id,
-                                     commit_message="Upload pruned model (hfprune)",
-                                     ignore_patterns=["*.bin", "*.pth", "*.pt", ".*"])
-        self.echo(f"  pushed: {info.commit_url}")
-        return {"repo_id": repo_id, "commit": info.oid, "url": info.commit_url}
+        pushed = upload_model_folder(self.work / "final", repo_id, token=self.token, private=self.recipe.push.private)
+        self.echo(f"  pushed: {pushed['url']}")
+        return pushed
 
-    # -------------------------------------------------------------- hub checks
     def _check_push_target(self) -> str:
         """Resolve the repo id and prove the token can write there, before any long work."""
-        from huggingface_hub import HfApi, get_token
+        from .hub import writable_repo
 
-        token = self.token or get_token()
-        if not token:
-            raise HubError("no Hub token: run `hf auth login`, set HF_TOKEN or pass --token (or use --no-push)")
-        self.token = token
-        api = HfApi(token=token)
-        with hub_errors("whoami"):
-            who = api.whoami()
-        repo_id = self.recipe.push.repo_id or self._default_repo_id(who["name"])
-        try:
-            with hub_errors(repo_id, write=True):
-                api.auth_check(repo_id, write=True)
-        except HubError as e:
-            if "was not found" not in str(e):
-                raise
-            role = ((who.get("auth") or {}).get("accessToken") or {}).get("role")
-            if role == "read":
-                raise HubError(f"your token is read-only; it cannot create {repo_id} (use a write token)") from None
+        repo_id, self.token = writable_repo(self.recipe.push.repo_id, self.token, self._default_repo_id)
         return repo_id
 
     def _default_repo_id(self, user: str) -> str:
@@ -396,26 +383,6 @@ def name_stem(recipe: Recipe) -> str:
         tag = "pruned"
     method = recipe.recover.method
     return f"{name}-{tag}" + ("" if method == "none" else f"-{method}")
-
-
-def _source_license(src: Source, token: str | None) -> str | None:
-    """The base model's licence from its card metadata (Hub or local README.md)."""
-    try:
-        from huggingface_hub import ModelCard
-
-        readme = src.path / "README.md"
-        if readme.is_file():
-            return ModelCard.load(readme).data.license
-        if src.repo_id:
-            from huggingface_hub import HfApi
-
-            info = HfApi(token=token).model_info(src.repo_id, revision=src.sha)
-            return (info.card_data or {}).get("license") if info.card_data else None
-    except (HfpruneError, OSError, ValueError):
-        return None
-    except Exception:  # noqa: BLE001 - a missing licence must never stop the pipeline
-        return None
-    return None
 
 
 def _read_json(path: Path) -> dict | None:

@@ -14,14 +14,14 @@ from dataclasses import dataclass, field
 from pathlib import Path
 
 from .errors import OutputExistsError, RecipeError, UnsafeOutputError
-from .recipe import Recipe
+from .settings import RECOVERY_METHODS, Recipe
 from .workdir import check_not_input, write_json, write_text
 
 SWEEP_FILE = "sweep.json"
 RESULTS_JSON = "results.json"
 RESULTS_MD = "results.md"
 SWEEP_MARKER = ".hfprune-workdir"
-RECOVERY_METHODS = ("none", "partial", "lora", "qlora", "partial-kd", "lora-kd")
+RECOVERY_METHODS = ("none",) + RECOVERY_METHODS
 
 
 @dataclass
@@ -48,7 +48,7 @@ def parse_list(text: str | list | None, what: str) -> list[str]:
 
 def plan_sweep(base: Recipe, source: str, remove: int, metrics, methods) -> dict[str, Recipe]:
     """{entry name: recipe} for every metric x method, validated before any work."""
-    from .metrics import METRICS
+    from .scoring.metrics import METRICS
 
     metrics = parse_list(metrics, "--metrics")
     methods = parse_list(methods, "--recover")
@@ -72,7 +72,7 @@ def plan_sweep(base: Recipe, source: str, remove: int, metrics, methods) -> dict
 def check_remove(source: str, remove: int, metrics: list[str], token: str | None = None) -> int:
     """Refuse a removal the model cannot take, from its headers alone; return its layer count."""
     from .api import inspect_source
-    from .metrics import METRICS
+    from .scoring.metrics import METRICS
 
     _, ckpt = inspect_source(source, token=token)
     n = ckpt.num_layers

@@ -27,29 +27,31 @@ MARKERS = (PROVENANCE_FILE, WORKDIR_MARKER, CHECKPOINTS_MARKER)
 _OWNER = ".hfprune-owner"
 
 
-def write_json(path: str | Path, obj, *, indent: int | None = 2) -> None:
-    """Write JSON atomically (temp file + rename): a reader sees the old file or the new one, never half."""
+@contextlib.contextmanager
+def atomic_file(path: str | Path):
+    """Yield a temporary path beside `path`; on success it replaces `path` (a reader sees the old file or the new
+    one, never half), on any error it is removed."""
     path = Path(path)
     path.parent.mkdir(parents=True, exist_ok=True)
     tmp = path.with_name(f".{path.name}.{os.getpid()}.tmp")
     try:
-        tmp.write_text(json.dumps(obj, indent=indent, default=str) + "\n")
+        yield tmp
         tmp.replace(path)
     except BaseException:
         tmp.unlink(missing_ok=True)
         raise
+
+
+def write_json(path: str | Path, obj, *, indent: int | None = 2) -> None:
+    """Write JSON atomically."""
+    with atomic_file(path) as tmp:
+        tmp.write_text(json.dumps(obj, indent=indent, default=str) + "\n")
 
 
 def write_text(path: str | Path, text: str) -> None:
     """Write a text file atomically."""
-    path = Path(path)
-    tmp = path.with_name(f".{path.name}.{os.getpid()}.tmp")
-    try:
+    with atomic_file(path) as tmp:
         tmp.write_text(text)
-        tmp.replace(path)
-    except BaseException:
-        tmp.unlink(missing_ok=True)
-        raise
 
 
 # ---------------------------------------------------------------- what may be written where

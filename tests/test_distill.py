@@ -6,10 +6,10 @@ import pytest
 import torch
 
 from hfprune.api import prune
-from hfprune.checkpoint import read_config
 from hfprune.cli import main
-from hfprune.distill import TopkStore, kd_loss_sum, teacher_topk_file
-from hfprune.recover import recover
+from hfprune.disk.checkpoint import read_config
+from hfprune.recovery.distill import TopkStore, kd_loss_sum, teacher_topk_file
+from hfprune.recovery.train import recover
 from hfprune.tiny import build_tiny_checkpoint
 
 from .test_recover import ROWS, fast, tensors
@@ -154,7 +154,7 @@ def test_self_data_answers_are_generated_once_and_replace_the_dataset(models, da
 
 def test_topk_file_is_keyed_by_k(models, tmp_path):
     src, _ = models
-    from hfprune.distill import Teacher
+    from hfprune.recovery.distill import Teacher
 
     rows = [{"input_ids": [1, 2, 3, 4], "labels": [-100, -100, 3, 4]}]
     t = Teacher(src, "t", {"x": 1})
@@ -167,7 +167,7 @@ def test_topk_file_is_keyed_by_k(models, tmp_path):
     ([], "does not record a Hub source"),
     (["--teacher", "{other}"], "vocabulary"),
     (["--kd-alpha", "1.5"], "--kd-alpha"),
-    (["--teacher-top-k", "0"], "--teacher-top-k must be at least 1"),
+    (["--teacher-top-k", "0"], "--teacher-top-k 0: must be at least 1"),
 ])
 def test_bad_distillation_input(args, needle, models, data, tmp_path, capsys):
     _, pruned = models
@@ -183,9 +183,9 @@ def test_bad_distillation_input(args, needle, models, data, tmp_path, capsys):
 def test_pipeline_distils_from_its_source_and_the_card_says_so(tmp_path):
     from huggingface_hub import ModelCard
 
-    from hfprune.evaluate import DATA_DIR
+    from hfprune.evaluation.harness import DATA_DIR
     from hfprune.pipeline import Pipeline
-    from hfprune.recipe import Recipe
+    from hfprune.settings import Recipe
 
     src = build_tiny_checkpoint(tmp_path / "src", "llama", num_layers=4)
     recipe = Recipe.parse({

@@ -48,7 +48,7 @@ def hub_down(monkeypatch):
 
 
 def test_a_data_path_typo_fails_at_once_before_any_model_is_loaded(src, tmp_path, capsys, monkeypatch):
-    import hfprune.scoring as scoring
+    import hfprune.scoring.score as scoring
 
     monkeypatch.setattr(scoring, "_load_model", lambda *a: pytest.fail("loaded the model before checking data"))
     code = main(["score", str(src), "--metric", "block-influence", "--remove", "1", "--data", "nope.txt",
@@ -106,7 +106,7 @@ def test_outputs_are_ordinary_folders(src, tmp_path):
 
 
 def test_card_formats_and_wording():
-    from hfprune.card import format_delta, layer_map_svg, publishable_recipe
+    from hfprune.evaluation.card import format_delta, layer_map_svg, publishable_recipe
     from hfprune.plan import Plan
 
     assert format_delta("acc", 0.5, 0.4312) == "-6.88 pt"

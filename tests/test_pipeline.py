@@ -10,10 +10,10 @@ from pathlib import Path
 import pytest
 from huggingface_hub import ModelCard
 
-from hfprune.card import benchmark_rows
+from hfprune.evaluation.card import benchmark_rows
 from hfprune.pipeline import Pipeline
 from hfprune.plan import Plan
-from hfprune.recipe import Recipe
+from hfprune.settings import Recipe
 
 from .hub_server import FakeHub
 
@@ -146,7 +146,7 @@ def test_resume_after_a_kill_skips_finished_stages(tiny_checkpoints, tmp_path, m
     pruned_inode = (tmp_path / "w" / "pruned" / "model.safetensors").stat().st_ino
     monkeypatch.setattr(Pipeline, "_evaluate", original)
     calls = []
-    import hfprune.surgery as surgery
+    import hfprune.disk.surgery as surgery
 
     monkeypatch.setattr(surgery, "prune_checkpoint", lambda *a, **k: calls.append("prune"))
     result = Pipeline(recipe, tmp_path / "w", resume=True, eval_cache=tmp_path / "ec", echo=lambda *_: None).run()
@@ -256,10 +256,10 @@ def test_card_template_renders_from_an_installed_wheel(tmp_path):
     wheel = next((tmp_path / "whl").glob("hfprune-*.whl"))
     subprocess.run([sys.executable, "-m", "pip", "install", "--no-deps", "-q", "--target", str(tmp_path / "site"),
                     str(wheel)], check=True, capture_output=True)
-    code = ("import hfprune.card as c, sys; p = c.template_path(); print(p); "
+    code = ("import hfprune.evaluation.card as c, sys; p = c.template_path(); print(p); "
             "assert str(p).startswith(sys.argv[1]), p; "
-            "from hfprune.evaluate import DATA_DIR; assert (DATA_DIR / 'demo_mc.jsonl').is_file(); "
-            "from pathlib import Path; assert (Path(c.__file__).parent / 'remote' / 'modeling_hfprune.py.in').is_file()")
+            "from hfprune.evaluation.harness import DATA_DIR; assert (DATA_DIR / 'demo_mc.jsonl').is_file(); "
+            "from hfprune.disk.remote_code import _TEMPLATE as t; assert t.is_file() and str(t).startswith(sys.argv[1]), t")
     proc = subprocess.run([sys.executable, "-c", code, str(tmp_path / "site")], capture_output=True, text=True,
                           env=dict(os.environ, PYTHONPATH=str(tmp_path / "site")), cwd=tmp_path)
     assert proc.returncode == 0, proc.stderr
@@ -283,7 +283,7 @@ def test_demo_runs_the_whole_pipeline_offline(tmp_path):
 def test_iterative_pruning_with_recovery_between_steps(tmp_path):
     from safetensors.torch import load_file
 
-    from hfprune.evaluate import DATA_DIR
+    from hfprune.evaluation.harness import DATA_DIR
     from hfprune.tiny import build_tiny_checkpoint
 
     src = build_tiny_checkpoint(tmp_path / "src", "llama", num_layers=6)
@@ -304,7 +304,7 @@ def test_iterative_pruning_with_recovery_between_steps(tmp_path):
     assert sorted(sum((r["removed_source_layers"] for r in scores["rounds"]), [])) == list(plan.drop_layers)
     assert scores["rounds"][0]["recovery_loss"] and "recovery_loss" not in scores["rounds"][1]
     # the first round's healing is in the pruned weights: they differ from one-shot surgery with the same plan
-    from hfprune.surgery import prune_checkpoint
+    from hfprune.disk.surgery import prune_checkpoint
 
     prune_checkpoint(src, tmp_path / "oneshot", plan)
     a = load_file(tmp_path / "w" / "pruned" / "model.safetensors")

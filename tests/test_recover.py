@@ -9,8 +9,15 @@ from transformers import AutoModelForCausalLM, AutoTokenizer
 
 from hfprune.api import prune
 from hfprune.cli import main
-from hfprune.instructions import IGNORE_INDEX, Example, alpaca_prompt, load_examples, tokenize_example
-from hfprune.recover import RecoverOptions, checkpoints_dir, recover
+from hfprune.recovery.instructions import (
+    IGNORE_INDEX,
+    Example,
+    alpaca_prompt,
+    load_examples,
+    tokenize_example,
+)
+from hfprune.recovery.train import checkpoints_dir, recover
+from hfprune.settings import RecoverOptions
 from hfprune.tiny import build_tiny_checkpoint
 
 ROWS = [
@@ -140,7 +147,7 @@ def test_tied_embeddings_frozen_by_default_and_untied_on_request(tied_model, alp
 def test_defaults_scale_to_the_data_and_record_what_ran(pruned_model, tmp_path):
     """50 rows at the paper's batch 64: warm-up scales to the run instead of outlasting it, the user is warned
     about the batch, and hfprune.json records what actually ran."""
-    from hfprune.recover import schedule
+    from hfprune.recovery.train import schedule
 
     rows = [{"instruction": f"Repeat the number {i}.", "output": f"{i} {i} {i}"} for i in range(50)]
     (tmp_path / "small.jsonl").write_text("".join(json.dumps(r) + "\n" for r in rows))
@@ -158,7 +165,7 @@ def test_defaults_scale_to_the_data_and_record_what_ran(pruned_model, tmp_path):
 
 
 def test_lora_is_merged_and_equals_the_adapter_model(pruned_model, alpaca_file, tmp_path, monkeypatch):
-    import hfprune.recover as rec
+    import hfprune.recovery.train as rec
 
     captured = {}
     original = rec._merge
@@ -218,7 +225,7 @@ def test_bad_recover_input(args, needles, pruned_model, tmp_path, alpaca_file, c
 
 
 def test_frozen_prefix_stores_no_activations_and_gets_no_gradients(pruned_model):
-    from hfprune.recover import _setup_partial
+    from hfprune.recovery.train import _setup_partial
 
     model = AutoModelForCausalLM.from_pretrained(pruned_model)
     _setup_partial(model, [3], "untie", {})

@@ -14,7 +14,7 @@ from pathlib import Path
 import pytest
 
 from hfprune.cli import main
-from hfprune.remote_code import AUTO_MAP, MODELING_FILE, is_own_modeling_code
+from hfprune.disk.remote_code import AUTO_MAP, MODELING_FILE, is_own_modeling_code
 
 TASKS = ["--tasks", "hfprune_demo_mc", "--limit", "2"]
 
@@ -171,7 +171,8 @@ def test_recover_never_destroys_its_input(tmp_path, src, capsys):
 # ---------------------------------------------------------------- 3. interrupted runs and resumes
 
 def test_resume_uses_the_newest_complete_checkpoint(tmp_path, src):
-    from hfprune.recover import COMPLETE_MARKER, RecoverOptions, checkpoints_dir, recover
+    from hfprune.recovery.train import COMPLETE_MARKER, checkpoints_dir, recover
+    from hfprune.settings import RecoverOptions
 
     (tmp_path / "data.jsonl").write_text("".join(json.dumps({"instruction": f"Count to {i}.", "output": "1 2 3"}) + "\n"
                                                  for i in range(16)))
@@ -193,7 +194,7 @@ def _prune_killed_by(sig_name: str, src: Path, out: Path) -> subprocess.Complete
     """Run `hfprune prune` in a child that receives `sig_name` from itself while writing weights."""
     code = (
         "import os, signal, sys, time\n"
-        "import hfprune.surgery as s\n"
+        "import hfprune.disk.surgery as s\n"
         "real = s._write_weights\n"
         "def killed(*a, **k):\n"
         "    real(*a, **k)\n"
@@ -414,7 +415,7 @@ def test_output_dot_and_missing_eval_folder_are_refused_before_work(tmp_path, sr
     code = main(["prune", str(src), "--drop-last", "1", "-o", ".", "--overwrite"])
     one_line_error(capsys, code, "not written by hfprune")
     assert (tmp_path / "cwd" / "notes.txt").read_text() == "mine"
-    import hfprune.evaluate as ev
+    import hfprune.evaluation.harness as ev
 
     monkeypatch.setattr(ev, "evaluate_model", lambda *a, **k: pytest.fail("evaluated before checking -o"))
     code = main(["eval", str(src), *TASKS, "-o", "missing_dir/x.json"])
@@ -422,7 +423,7 @@ def test_output_dot_and_missing_eval_folder_are_refused_before_work(tmp_path, sr
 
 
 def test_full_disk_is_one_line_and_leaves_nothing(tmp_path, src, capsys, monkeypatch):
-    import hfprune.surgery as surgery
+    import hfprune.disk.surgery as surgery
 
     def full(*a, **k):
         raise OSError(errno.ENOSPC, os.strerror(errno.ENOSPC), str(tmp_path / "out" / "model.safetensors"))
@@ -439,8 +440,8 @@ def test_class_name_table_matches_transformers():
     from transformers import CONFIG_MAPPING
     from transformers.models.auto.modeling_auto import MODEL_FOR_CAUSAL_LM_MAPPING_NAMES
 
-    from hfprune.architectures import ARCHITECTURES
-    from hfprune.remote_code import CLASS_NAMES
+    from hfprune.disk.architectures import ARCHITECTURES
+    from hfprune.disk.remote_code import CLASS_NAMES
 
     text_only = {t for t, a in ARCHITECTURES.items() if not a.text_config_key}
     assert set(CLASS_NAMES) == text_only

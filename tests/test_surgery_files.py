@@ -12,7 +12,7 @@ from safetensors import safe_open
 from transformers import AutoModelForCausalLM
 
 from hfprune.api import prune
-from hfprune.checkpoint import INDEX_NAME
+from hfprune.disk.checkpoint import INDEX_NAME
 from hfprune.plan import Plan
 from hfprune.tiny import build_tiny_checkpoint
 
@@ -162,7 +162,7 @@ def test_killed_run_leaves_nothing_at_output(tmp_path):
     src = tmp_path / "src"
     build_tiny_checkpoint(src, "llama", num_layers=8, tokenizer=False, hidden_size=256, intermediate_size=1024)
     code = (
-        "import sys, time, hfprune.surgery as s\n"
+        "import sys, time, hfprune.disk.surgery as s\n"
         "orig = s.write_renamed\n"
         "def slow(*a, **k):\n"
         "    n = orig(*a, **k); print('WROTE', flush=True); time.sleep(60); return n\n"

@@ -14,7 +14,7 @@ TASKS = ["--tasks", "hfprune_demo_mc", "--limit", "6"]
 
 @pytest.fixture(scope="module")
 def swept(tmp_path_factory):
-    from hfprune.evaluate import DATA_DIR
+    from hfprune.evaluation.harness import DATA_DIR
     from hfprune.tiny import build_tiny_checkpoint
 
     tmp = tmp_path_factory.mktemp("sweep")
@@ -44,7 +44,7 @@ def test_sweep_table_has_every_entry_and_the_dense_baseline(swept):
 def test_sweep_entries_agree_with_running_the_recipe_alone(swept, tmp_path, monkeypatch):
     """Same recipe through `push --no-push` with fresh caches: the same numbers as the sweep's row."""
     monkeypatch.setenv("HFPRUNE_CACHE", str(tmp_path / "fresh-cache"))
-    from hfprune.evaluate import DATA_DIR
+    from hfprune.evaluation.harness import DATA_DIR
 
     assert main(["push", str(swept["src"]), "--metric", "block-influence", "--remove", "1",
                  "--data", str(DATA_DIR / "demo_text.jsonl"), "--recover", "partial",

@@ -6,7 +6,7 @@ from dataclasses import dataclass
 from importlib import resources
 from pathlib import Path
 
-from .plan import Plan, format_layer_list
+from ..plan import Plan, format_layer_list
 
 CITATIONS = {
     "reverse-order": "Reassessing Layer Pruning in LLMs: New Insights and Methods (Lu et al., 2024), arXiv:2411.15558",
@@ -32,7 +32,7 @@ def template_path() -> Path:
             return path
     except ModuleNotFoundError:
         pass
-    return Path(__file__).resolve().parents[1] / "model_cards" / "hfprune_card.md"
+    return Path(__file__).resolve().parents[2] / "model_cards" / "hfprune_card.md"
 
 
 @dataclass

@@ -4,11 +4,12 @@ from __future__ import annotations
 
 import json
 import re
+import shutil
 from dataclasses import dataclass
 from pathlib import Path
 
+from ..errors import CheckpointError
 from .architectures import Architecture, architecture_for
-from .errors import CheckpointError
 from .safetensors_io import SafetensorsFile, read_header
 
 INDEX_NAME = "model.safetensors.index.json"
@@ -199,3 +200,19 @@ def _open_weights(folder: Path) -> tuple[list[SafetensorsFile], dict | None]:
             "Pass --allow-pickle to convert them to safetensors, or use a safetensors revision"
         )
     raise CheckpointError(f"{folder} has no model weights (no *.safetensors)")
+
+
+AUX_PATTERNS = ("generation_config.json", "tokenizer*", "special_tokens_map.json", "added_tokens.json",
+                "vocab.json", "vocab.txt", "merges.txt", "*.jinja", "chat_template.json", "LICENSE*", "USE_POLICY*",
+                "NOTICE*")
+
+
+def copy_aux_files(source: Path, dest: Path) -> list[str]:
+    """Copy tokenizer, generation config, chat template and licence files; return their names."""
+    copied = []
+    for pattern in AUX_PATTERNS:
+        for p in sorted(source.glob(pattern)):
+            if p.is_file() and not (dest / p.name).exists():
+                shutil.copyfile(p, dest / p.name)
+                copied.append(p.name)
+    return copied

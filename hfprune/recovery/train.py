@@ -14,60 +14,20 @@ import time
 from dataclasses import dataclass
 from pathlib import Path
 
-from pydantic import BaseModel, ConfigDict, Field
-
-from . import __version__
-from .checkpoint import read_config
-from .errors import DataError, PlanError, RecoveryError
+from .. import __version__
+from ..disk.checkpoint import copy_aux_files, read_config
+from ..disk.remote_code import MODELING_FILE, load_model, load_tokenizer
+from ..errors import DataError, PlanError, RecoveryError
+from ..settings import RecoverOptions
+from ..workdir import (
+    CHECKPOINTS_MARKER,
+    PROVENANCE_FILE,
+    check_not_input,
+    check_output,
+    remove_hfprune_folder,
+    staged_folder,
+)
 from .instructions import IGNORE_INDEX, load_examples, resolve_dataset, tokenize_example
-from .remote_code import MODELING_FILE, load_model, load_tokenizer
-from .surgery import copy_aux_files
-from .workdir import (CHECKPOINTS_MARKER, PROVENANCE_FILE, check_not_input, check_output, remove_hfprune_folder,
-                      staged_folder)
-
-METHODS = ("partial", "lora", "qlora", "partial-kd", "lora-kd")
-DEFAULT_LORA_TARGETS = ("q_proj", "k_proj", "v_proj", "o_proj", "gate_proj", "up_proj", "down_proj")
-
-
-class RecoverOptions(BaseModel):
-    """Training recipe. Defaults are the seed paper's: AdamW, lr 1e-5, batch 64, 2 epochs, 100 warm-up steps.
-
-    It is also the `recover:` section of a recipe (see recipe.RecoverSection), so the defaults live here only.
-    """
-
-    model_config = ConfigDict(extra="forbid")
-
-    method: str = "partial"
-    dataset: str = "alpaca"
-    last_k: int = 3
-    train_layers: list[int] | None = None
-    # tied lm_head: freeze keeps it tied and frozen (the pruned model keeps its size win); untie trains a separate
-    # copy (vocab x hidden more parameters: on SmolLM2-135M that is the whole win of removing 8 layers)
-    tied_embeddings: str = "freeze"
-    lora_r: int = 8
-    lora_alpha: int = 16
-    lora_dropout: float = 0.05
-    lora_targets: list[str] = Field(default_factory=lambda: list(DEFAULT_LORA_TARGETS))
-    lr: float = 1e-5
-    epochs: float = 2.0
-    batch_size: int = 64
-    micro_batch_size: int = 4
-    warmup_steps: int | None = None  # None: 10% of the run's optimizer steps, at most 100 (the paper's value)
-    max_length: int | None = None
-    max_steps: int = -1
-    max_samples: int | None = None
-    prompt: str = "auto"  # auto: the model's chat template when it has one, else the Alpaca prompt
-    seed: int = 0
-    save_steps: int = 200
-    trust_remote_code: bool = False
-    # distillation (methods *-kd, or answers: teacher): the dense model teaches the pruned one
-    teacher: str | None = None  # None: the Hub source recorded in the pruned model's hfprune.json
-    kd_temperature: float = 1.0
-    kd_alpha: float = 1.0  # weight of the KD loss; 1 - kd_alpha goes to the SFT cross-entropy
-    teacher_logits: str = "live"  # live: teacher runs alongside; cached: its top-k logits stored once, reused
-    teacher_top_k: int = 64
-    answers: str = "dataset"  # teacher: self-data distillation, the teacher's greedy answers replace the dataset's
-    answer_max_tokens: int = 256
 
 
 def base_method(method: str) -> str:
@@ -130,7 +90,7 @@ def recover(model_path: str | Path, output: str | Path, options: RecoverOptions,
 
         teacher = resolve_teacher(options.teacher or teacher_source, model_path)
     if cache_dir is None:
-        from . import cache_root
+        from .. import cache_root
 
         cache_dir = cache_root() / "distill"
     train_dtype = torch.bfloat16 if torch.cuda.is_available() else torch.float32
@@ -155,6 +115,9 @@ def recover(model_path: str | Path, output: str | Path, options: RecoverOptions,
     if not rows:
         raise DataError(f"every example of {options.dataset} has its response cut off by --max-length {max_length}")
 
+    kd = None
+    if is_distillation(options.method):  # before the student loads: stored logits never share memory with it
+        kd = _teacher_signal(teacher, rows, options, cache_dir, train_dtype, progress, echo)
     model, tied = _load_for_training(model_path, options, config)
     total = sum(p.numel() for p in model.parameters())
     if method == "partial":
@@ -169,9 +132,6 @@ def recover(model_path: str | Path, output: str | Path, options: RecoverOptions,
             p.data = p.data.float()
 
     steps, warmup, warnings = schedule(options, len(rows))
-    kd = None
-    if is_distillation(options.method):
-        kd = _teacher_signal(teacher, rows, options, cache_dir, train_dtype, progress, echo)
     tracker, resumed_from = _train(model, tokenizer, rows, options, warmup, ckpt_dir, resume, progress,
                                    _stop_after_steps, kd)
     losses = tracker.losses
@@ -204,29 +164,8 @@ def recover(model_path: str | Path, output: str | Path, options: RecoverOptions,
 # ---------------------------------------------------------------- validation and setup
 
 def validate_options(o: RecoverOptions) -> None:
-    """Refuse impossible recovery settings with one line, before any data or model is loaded."""
-    if o.method not in METHODS:
-        raise PlanError(f"unknown recovery method {o.method!r}; choose one of {', '.join(METHODS)}")
-    if o.teacher_logits not in ("live", "cached"):
-        raise PlanError("--teacher-logits must be live or cached")
-    if o.answers not in ("dataset", "teacher"):
-        raise PlanError("--answers must be dataset or teacher")
-    if not o.kd_temperature > 0:
-        raise PlanError("--kd-temperature must be above 0")
-    if not 0 <= o.kd_alpha <= 1:
-        raise PlanError("--kd-alpha must be between 0 and 1")
-    for name in ("teacher_top_k", "answer_max_tokens"):
-        if getattr(o, name) < 1:
-            raise PlanError(f"--{name.replace('_', '-')} must be at least 1")
-    if o.tied_embeddings not in ("untie", "freeze"):
-        raise PlanError("--tied-embeddings must be untie or freeze")
-    if o.prompt not in ("auto", "alpaca", "chat"):
-        raise PlanError("--prompt must be auto, alpaca or chat")
-    if o.warmup_steps is not None and o.warmup_steps < 0:
-        raise PlanError("--warmup-steps must be 0 or more")
-    for name in ("batch_size", "micro_batch_size", "last_k"):
-        if getattr(o, name) < 1:
-            raise PlanError(f"--{name.replace('_', '-')} must be at least 1")
+    """Refuse settings that are valid one by one but not together, before any data or model is loaded (each
+    field's own range and choices are checked by RecoverOptions itself)."""
     if o.batch_size % o.micro_batch_size:
         raise PlanError(f"--batch-size {o.batch_size} must be a multiple of --micro-batch-size {o.micro_batch_size}")
 
@@ -383,7 +322,7 @@ def _teacher_signal(teacher, rows, o: RecoverOptions, cache_dir: Path, dtype, pr
 
 
 def _trainer_class(kd: _TeacherSignal | None):
-    """transformers' Trainer, or one whose loss is the distillation objective of hfprune.distill."""
+    """transformers' Trainer, or one whose loss is the distillation objective of hfprune.recovery.distill."""
     from transformers import Trainer
 
     if kd is None:

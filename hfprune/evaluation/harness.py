@@ -14,53 +14,28 @@ import tempfile
 import time
 from pathlib import Path
 
-from . import __version__, cache_root
-from .errors import EvalError
-from .workdir import write_json
+from .. import __version__, cache_root
+from ..errors import EvalError
+from ..workdir import write_json
 
-DATA_DIR = Path(__file__).parent / "data"
+DATA_DIR = Path(__file__).resolve().parents[1] / "resources"
 DEFAULT_EVAL_CACHE = cache_root() / "eval"
 PRIMARY_METRICS = ("acc", "acc_norm", "word_perplexity", "byte_perplexity", "exact_match")
 LATENCY_PROMPT = "Below is an instruction that describes a task. Write a response that appropriately completes"
 
 
 def bundled_tasks_dir(tmp: Path) -> Path:
-    """Write the bundled offline lm-eval task YAMLs, with absolute data paths, into `tmp`; return it."""
-    mc = (DATA_DIR / "demo_mc.jsonl").resolve()
-    text = (DATA_DIR / "demo_text.jsonl").resolve()
-    (tmp / "hfprune_demo_mc.yaml").write_text(
-        "task: hfprune_demo_mc\n"
-        "dataset_path: json\n"
-        f"dataset_kwargs:\n  data_files:\n    test: {json.dumps(str(mc))}\n"
-        "test_split: test\n"
-        "output_type: multiple_choice\n"
-        'doc_to_text: "Question: {{question}}\\nAnswer:"\n'
-        'doc_to_target: "{{label}}"\n'
-        'doc_to_choice: "{{choices}}"\n'
-        "metric_list:\n  - metric: acc\n    aggregation: mean\n    higher_is_better: true\n"
-        "metadata:\n  version: 1.0\n"
-    )
-    (tmp / "hfprune_demo_ppl.yaml").write_text(
-        "task: hfprune_demo_ppl\n"
-        "dataset_path: json\n"
-        f"dataset_kwargs:\n  data_files:\n    test: {json.dumps(str(text))}\n"
-        "test_split: test\n"
-        "output_type: loglikelihood_rolling\n"
-        'doc_to_text: ""\n'
-        'doc_to_target: "{{text}}"\n'
-        "metric_list:\n"
-        "  - metric: word_perplexity\n    aggregation: weighted_perplexity\n    higher_is_better: false\n"
-        "  - metric: byte_perplexity\n    aggregation: weighted_perplexity\n    higher_is_better: false\n"
-        "  - metric: bits_per_byte\n    aggregation: bits_per_byte\n    higher_is_better: false\n"
-        "metadata:\n  version: 1.0\n"
-    )
+    """Write the bundled offline lm-eval task YAMLs (resources/tasks), with absolute data paths, into `tmp`."""
+    resources = json.dumps(str(DATA_DIR.resolve()))[1:-1]  # escaped for a double-quoted YAML string
+    for template in sorted((DATA_DIR / "tasks").glob("*.yaml.in")):
+        (tmp / template.name.removesuffix(".in")).write_text(template.read_text().replace("@RESOURCES@", resources))
     return tmp
 
 
 def load_for_eval(model_path: Path, trust_remote_code: bool = False):
     import torch
 
-    from .remote_code import load_model, load_tokenizer
+    from ..disk.remote_code import load_model, load_tokenizer
 
     dtype = torch.bfloat16 if torch.cuda.is_available() else torch.float32
     model = load_model(model_path, trust_remote_code, dtype=dtype).eval()
@@ -87,7 +62,7 @@ def evaluate_model(model_path: str | Path, tasks: list[str], *, limit: int | Non
         # indexing lm-eval's thousands of built-in tasks takes ~10 s: only when a task needs them
         manager = TaskManager(include_path=paths, include_defaults=any(t not in local for t in tasks))
         if any(t not in local for t in tasks):
-            from .hub import offline_unless_reachable
+            from ..hub import offline_unless_reachable
 
             offline_unless_reachable()  # Hub task data while offline: the cache, or one clear error at once
         unknown = [t for t in tasks if t not in manager.all_tasks]

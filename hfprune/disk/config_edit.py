@@ -9,9 +9,9 @@ from __future__ import annotations
 
 import copy
 
+from ..errors import CheckpointError
+from ..plan import Plan
 from .architectures import SKIP_MODEL_TYPE_PREFIX, Architecture, base_model_type
-from .errors import CheckpointError
-from .plan import Plan
 from .remote_code import AUTO_MAP, SKIP_MODEL_CLASS
 
 # One entry per element of the layer stack.

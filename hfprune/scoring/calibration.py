@@ -7,7 +7,8 @@ import random
 from dataclasses import dataclass
 from pathlib import Path
 
-from .errors import DataError
+from ..datasets_io import check_local_data, load_dataset
+from ..errors import DataError
 
 WIKITEXT2 = "wikitext:wikitext-2-raw-v1"
 TEXT_COLUMNS = ("text", "content", "document")
@@ -29,22 +30,6 @@ class Calibration:
                 "seed": self.seed}
 
 
-LOCAL_SUFFIXES = (".txt", ".json", ".jsonl", ".csv", ".parquet", ".md")
-
-
-def check_local_data(data: str, what: str = "--data") -> None:
-    """A path-like argument that does not exist is a typo, not a Hub dataset id: say so at once (a Hub lookup
-    would retry for a minute before failing)."""
-    path = Path(data).expanduser()
-    if path.exists():
-        return
-    looks_local = (data.startswith((".", "/", "~")) or path.suffix.lower() in LOCAL_SUFFIXES
-                   or data.count("/") > 1 or "\\" in data)
-    if looks_local:
-        raise DataError(f"{what} {data}: no such file; give an existing .txt/.json/.jsonl file or a Hub dataset id "
-                        "like org/name[:config]")
-
-
 def load_texts(data: str, split: str | None = None) -> tuple[list[str], str]:
     """Texts from a .txt/.json/.jsonl file or a Hub dataset id ('name' or 'name:config'); also a content hash."""
     check_local_data(data)
@@ -55,12 +40,12 @@ def load_texts(data: str, split: str | None = None) -> tuple[list[str], str]:
         if not path.read_bytes().strip():
             raise DataError(f"data file {data} is empty")
         if path.suffix in (".json", ".jsonl"):
-            ds = _load_dataset("json", data_files=str(path), split="train")
+            ds = load_dataset("json", data_files=str(path), split="train")
         else:
-            ds = _load_dataset("text", data_files=str(path), split="train")
+            ds = load_dataset("text", data_files=str(path), split="train")
     else:
         name, _, config = data.partition(":")
-        ds = _load_dataset(name, config or None, split=split or "test" if name == "wikitext" else split or "train")
+        ds = load_dataset(name, config or None, split=split or "test" if name == "wikitext" else split or "train")
     texts = rows_to_texts(ds, data)
     digest = hashlib.sha256("\n\n".join(texts).encode()).hexdigest()
     return texts, digest
@@ -81,33 +66,6 @@ def rows_to_texts(ds, what: str) -> list[str]:
         return [t for t in out if t.strip()]
     raise DataError(f"{what} has no text column (looked for {', '.join(TEXT_COLUMNS)} or instruction/input/output); "
                     f"its columns are {sorted(columns)}")
-
-
-def _load_dataset(*args, **kwargs):
-    import datasets
-    from datasets.exceptions import DatasetGenerationError, DatasetNotFoundError
-
-    datasets.disable_progress_bars()
-    if args and args[0] not in ("json", "text", "csv", "parquet"):
-        from .hub import offline_unless_reachable
-
-        offline_unless_reachable()  # a Hub dataset while offline: the cache or a fast, clear failure
-    try:
-        return datasets.load_dataset(*args, **kwargs)
-    except DatasetGenerationError as e:
-        cause = e.__cause__ or e.__context__
-        raise DataError(f"cannot read data {args[0]!r}: {str(cause or e).splitlines()[0]}") from None
-    except DatasetNotFoundError:
-        raise DataError(f"dataset {args[0]!r} was not found (offline? give a local .txt/.json/.jsonl file)") from None
-    except ConnectionError:
-        raise DataError(f"cannot reach the Hub to load {args[0]!r}; give a local .txt/.json/.jsonl file") from None
-    except Exception as e:  # noqa: BLE001 - offline-mode errors of datasets/huggingface_hub have no common base
-        if type(e).__name__ not in ("OfflineModeIsEnabled", "LocalEntryNotFoundError", "HfHubHTTPError"):
-            raise
-        raise DataError(f"cannot reach the Hub to load {args[0]!r} and it is not cached; give a local "
-                        ".txt/.json/.jsonl file") from None
-    except (ValueError, FileNotFoundError) as e:
-        raise DataError(f"cannot load data {args[0]!r}: {str(e).splitlines()[0]}") from None
 
 
 def calibration_windows(texts: list[str], tokenizer, *, samples: int, seq_len: int, seed: int, source: str,

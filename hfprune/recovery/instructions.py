@@ -6,8 +6,8 @@ from __future__ import annotations
 from dataclasses import dataclass
 from pathlib import Path
 
-from .data import _load_dataset, check_local_data
-from .errors import DataError
+from ..datasets_io import check_local_data, load_dataset
+from ..errors import DataError
 
 DATASETS = {
     "alpaca": ("yahma/alpaca-cleaned", 256),
@@ -54,9 +54,9 @@ def load_examples(dataset: str) -> list[Example]:
             raise DataError(f"{source}: instruction data must be a .json or .jsonl file (Alpaca or Dolly columns)")
         if not path.read_bytes().strip():
             raise DataError(f"dataset {source} is empty")
-        ds = _load_dataset("json", data_files=str(path), split="train")
+        ds = load_dataset("json", data_files=str(path), split="train")
     else:
-        ds = _load_dataset(source, split="train")
+        ds = load_dataset(source, split="train")
     columns = set(ds.column_names)
     for ins, ctx, out in SHAPES.values():
         if {ins, out} <= columns:

@@ -17,11 +17,11 @@ from __future__ import annotations
 
 import hashlib
 import json
-import os
 from dataclasses import dataclass
 from pathlib import Path
 
-from .errors import RecoveryError
+from ..errors import RecoveryError
+from ..workdir import atomic_file, write_text
 from .instructions import IGNORE_INDEX, Example, alpaca_prompt, chat_prompt
 
 TOPK_FORMAT = 1
@@ -87,8 +87,8 @@ class Teacher:
 def resolve_teacher(teacher, student_path: Path, *, token: str | None = None) -> Teacher:
     """The teacher: a resolved hub.Source (the pipeline's dense source), a folder or Hub id, or None for the dense
     source recorded in the student's hfprune.json (Hub sources only: a local folder's path is never recorded)."""
-    from .hub import Source, resolve_source
-    from .workdir import PROVENANCE_FILE
+    from ..hub import Source, resolve_source
+    from ..workdir import PROVENANCE_FILE
 
     if isinstance(teacher, Source):
         src = teacher
@@ -112,7 +112,7 @@ def resolve_teacher(teacher, student_path: Path, *, token: str | None = None) ->
 
 def check_compatible(teacher_path: Path, student_path: Path) -> None:
     """The teacher must predict over the student's vocabulary: the same token ids mean the same tokens."""
-    from .checkpoint import read_config
+    from ..disk.checkpoint import read_config
 
     def vocab(path):
         c = read_config(path)
@@ -130,7 +130,7 @@ def check_compatible(teacher_path: Path, student_path: Path) -> None:
 
 
 def load_teacher(teacher: Teacher, dtype, trust_remote_code: bool):
-    from .remote_code import load_model
+    from ..disk.remote_code import load_model
 
     model = load_model(teacher.path, trust_remote_code, dtype=dtype)
     model.eval()
@@ -185,11 +185,9 @@ def teacher_topk_file(teacher: Teacher, rows: list[dict], k: int, cache_dir: Pat
                 counts.append(int(keep.sum()))
     offsets = torch.zeros(len(rows) + 1, dtype=torch.int64)
     offsets[1:] = torch.cumsum(torch.tensor(counts, dtype=torch.int64), 0)
-    cache_dir.mkdir(parents=True, exist_ok=True)
-    tmp = path.with_name(f".{path.name}.{os.getpid()}.tmp")
-    save_file({"indices": torch.cat(indices).contiguous(), "logits": torch.cat(values).contiguous(),
-               "offsets": offsets}, str(tmp), metadata={"k": str(k), "rows": str(len(rows))})
-    os.replace(tmp, path)
+    with atomic_file(path) as tmp:
+        save_file({"indices": torch.cat(indices).contiguous(), "logits": torch.cat(values).contiguous(),
+                   "offsets": offsets}, str(tmp), metadata={"k": str(k), "rows": str(len(rows))})
     del model
     return path
 
@@ -256,10 +254,7 @@ def teacher_answers(teacher: Teacher, examples: list[Example], tokenizer, prompt
         finally:
             tokenizer.padding_side = side
         del model
-        cache_dir.mkdir(parents=True, exist_ok=True)
-        tmp = path.with_name(f".{path.name}.{os.getpid()}.tmp")
-        tmp.write_text("".join(json.dumps({"output": a}) + "\n" for a in answers))
-        os.replace(tmp, path)
+        write_text(path, "".join(json.dumps({"output": a}) + "\n" for a in answers))
     out = [Example(ex.instruction, ex.input, a) for ex, a in zip(examples, answers) if a]
     if not out:
         raise RecoveryError("the teacher answered every instruction with nothing; use --answers dataset")

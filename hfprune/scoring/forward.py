@@ -10,7 +10,7 @@ from __future__ import annotations
 
 import contextlib
 
-from .architectures import Architecture
+from ..disk.architectures import Architecture
 
 
 def _hidden(args, kwargs):

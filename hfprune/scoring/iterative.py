@@ -8,12 +8,11 @@ original model's numbering; the last round's pruned checkpoint carries the earli
 from __future__ import annotations
 
 import shutil
-from dataclasses import replace
 from pathlib import Path
 
-from .errors import PlanError
+from ..errors import PlanError
+from ..plan import Plan
 from .metrics import get_metric
-from .plan import Plan
 
 
 def iterative_prune(source: Path, output: Path, *, score_options, step: int, recover_options, work: Path,
@@ -22,10 +21,10 @@ def iterative_prune(source: Path, output: Path, *, score_options, step: int, rec
     """Return (plan in source numbering, per-round records); the final pruned checkpoint is written to `output`.
 
     A distillation recovery between rounds learns from `teacher_source` (the dense source)."""
-    from .checkpoint import Checkpoint
-    from .recover import recover
-    from .scoring import score
-    from .surgery import prune_checkpoint
+    from ..disk.checkpoint import Checkpoint
+    from ..disk.surgery import prune_checkpoint
+    from ..recovery.train import recover
+    from .score import score
 
     metric = get_metric(score_options.metric)
     if metric.kind != "layer":
@@ -42,7 +41,7 @@ def iterative_prune(source: Path, output: Path, *, score_options, step: int, rec
     while len(removed) < total:
         r = len(rounds)
         k = min(step, total - len(removed))
-        opts = replace(score_options, remove=k, iterative_step=None)
+        opts = score_options.model_copy(update={"remove": k, "iterative_step": None})
         result = score(current, opts, cache_dir=score_cache, progress=progress)
         chosen = [original[i] for i in result.plan.drop_layers]
         removed += chosen

@@ -11,36 +11,27 @@ import json
 from dataclasses import dataclass
 from pathlib import Path
 
-from . import __version__, cache_root
-from .checkpoint import Checkpoint
-from .data import WIKITEXT2, Calibration, check_local_data, load_calibration, load_texts
-from .errors import DataError, PlanError
-from .hub import Source, resolve_source
-from .metrics import DISTANCES, ScoreInputs, angular_distances, finercut, get_metric, lowest
-from .plan import Plan
-from .remote_code import load_model, load_tokenizer
-from .workdir import write_json
+from .. import __version__, cache_root
+from ..datasets_io import check_local_data
+from ..disk.checkpoint import Checkpoint
+from ..disk.remote_code import load_model, load_tokenizer
+from ..errors import DataError, PlanError
+from ..hub import Source, resolve_source
+from ..plan import Plan
+from ..settings import ScoreOptions
+from ..workdir import write_json
+from .calibration import WIKITEXT2, Calibration, load_calibration, load_texts
+from .metrics import (
+    DISTANCES,
+    ScoreInputs,
+    angular_distances,
+    finercut,
+    get_metric,
+    lowest,
+)
 
 SCORES_FORMAT = "hfprune-scores"
 DEFAULT_CACHE = cache_root() / "scores"
-
-
-@dataclass
-class ScoreOptions:
-    """Everything that determines a score run (and its cache key)."""
-
-    metric: str
-    remove: int
-    data: str | None = None
-    samples: int = 10
-    seq_len: int = 128
-    seed: int = 0
-    batch_size: int = 10
-    iterative_step: int | None = None
-    distance: str = "js"
-    dtype: str = "float32"
-    device_map: str | None = None
-    trust_remote_code: bool = False
 
 
 @dataclass
@@ -175,6 +166,6 @@ def _cache_key(src: Source, options: ScoreOptions, data: str | None, naive: bool
     if data is not None:
         p = Path(data).expanduser()
         data_id = hashlib.sha256(p.read_bytes()).hexdigest() if p.is_file() else data
-    blob = json.dumps({"v": __version__, "source": src.identity(), "options": options.__dict__, "data": data_id,
+    blob = json.dumps({"v": __version__, "source": src.identity(), "options": options.model_dump(), "data": data_id,
                        "naive": naive}, sort_keys=True, default=str)
     return hashlib.sha256(blob.encode()).hexdigest()[:24]

@@ -8,24 +8,20 @@ Output is written into a hidden sibling folder and renamed into place only when 
 from __future__ import annotations
 
 import json
-import shutil
 from dataclasses import dataclass
 from pathlib import Path
 
-from . import __version__
+from .. import __version__
+from ..errors import CheckpointError
+from ..plan import Plan
+from ..workdir import PROVENANCE_FILE, check_output, staged_folder
 from .architectures import base_model_type
-from .checkpoint import INDEX_NAME, SINGLE_NAME, Checkpoint
+from .checkpoint import INDEX_NAME, SINGLE_NAME, Checkpoint, copy_aux_files
 from .config_edit import edit_config
-from .errors import CheckpointError
-from .plan import Plan
 from .remote_code import skip_base, write_modeling_file
 from .safetensors_io import copy_file, write_renamed
-from .workdir import PROVENANCE_FILE, check_output, staged_folder
 
 # Files besides weights that a pruned checkpoint carries over unchanged.
-AUX_PATTERNS = ("generation_config.json", "tokenizer*", "special_tokens_map.json", "added_tokens.json",
-                "vocab.json", "vocab.txt", "merges.txt", "*.jinja", "chat_template.json", "LICENSE*", "USE_POLICY*",
-                "NOTICE*")
 
 
 @dataclass(frozen=True)
@@ -167,17 +163,6 @@ def _progress(total: int, enabled: bool):
     from tqdm.auto import tqdm
 
     return tqdm(total=total, unit="B", unit_scale=True, unit_divisor=1024, desc="pruning", disable=not enabled)
-
-
-def copy_aux_files(source: Path, dest: Path) -> list[str]:
-    """Copy tokenizer, generation config, chat template and licence files; return their names."""
-    copied = []
-    for pattern in AUX_PATTERNS:
-        for p in sorted(source.glob(pattern)):
-            if p.is_file() and not (dest / p.name).exists():
-                shutil.copyfile(p, dest / p.name)
-                copied.append(p.name)
-    return copied
 
 
 def derived_layer_lists(ckpt: Checkpoint) -> dict[str, list]:

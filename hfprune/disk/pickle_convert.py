@@ -6,7 +6,7 @@ import json
 import shutil
 from pathlib import Path
 
-from .errors import CheckpointError
+from ..errors import CheckpointError
 
 PICKLE_INDEX = "pytorch_model.bin.index.json"
 

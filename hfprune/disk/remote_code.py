@@ -15,15 +15,15 @@ import re
 from functools import lru_cache
 from pathlib import Path
 
+from ..errors import CheckpointError
 from .architectures import ARCHITECTURES, SKIP_MODEL_TYPE_PREFIX
-from .errors import CheckpointError
 
 MODELING_FILE = "modeling_hfprune.py"
 SKIP_CONFIG_CLASS = "HfprunePrunedConfig"
 SKIP_MODEL_CLASS = "HfprunePrunedForCausalLM"
 AUTO_MAP = {"AutoConfig": f"{MODELING_FILE[:-3]}.{SKIP_CONFIG_CLASS}",
             "AutoModelForCausalLM": f"{MODELING_FILE[:-3]}.{SKIP_MODEL_CLASS}"}
-_TEMPLATE = Path(__file__).parent / "remote" / f"{MODELING_FILE}.in"
+_TEMPLATE = Path(__file__).resolve().parents[1] / "resources" / f"{MODELING_FILE}.in"
 _IDENTIFIER = re.compile(r"^[A-Za-z_][A-Za-z0-9_]*$")
 _MODULE = re.compile(r"^[A-Za-z_][A-Za-z0-9_]*(\.[A-Za-z_][A-Za-z0-9_]*)*$")
 

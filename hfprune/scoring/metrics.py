@@ -13,7 +13,7 @@ import random
 from dataclasses import dataclass, field
 from typing import Callable
 
-from .errors import PlanError
+from ..errors import PlanError
 
 
 @dataclass

@@ -1,0 +1,1 @@
+"""Healing a pruned checkpoint: instruction data, partial-layer / LoRA / QLoRA training, distillation."""

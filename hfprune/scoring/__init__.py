@@ -1,0 +1,1 @@
+"""Choosing what to remove: calibration data, forwards with blocks bypassed, the seed papers' metrics, the plan."""

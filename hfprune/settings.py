@@ -1,0 +1,278 @@
+"""Every setting and its default, in one place: scoring, recovery, evaluation, push, and the recipe that holds them.
+
+The command line is generated from these models (hfprune/cli_options.py), a recipe YAML is validated by them, and
+the library functions take them: a default is written once, here, and `--help` shows it. The recipe schema is
+strict: an unknown or misspelled key is an error that names its path, before any work starts.
+"""
+
+from __future__ import annotations
+
+from pathlib import Path
+from typing import Literal
+
+from pydantic import BaseModel, ConfigDict, Field, ValidationError, model_validator
+
+from .errors import RecipeError
+
+DEFAULT_TASKS = ["piqa", "hellaswag", "openbookqa", "arc_easy", "arc_challenge", "mmlu", "cmmlu", "winogrande",
+                 "wikitext"]
+DEFAULT_LORA_TARGETS = ("q_proj", "k_proj", "v_proj", "o_proj", "gate_proj", "up_proj", "down_proj")
+RECOVERY_METHODS = ("partial", "lora", "qlora", "partial-kd", "lora-kd")
+
+
+class _Strict(BaseModel):
+    model_config = ConfigDict(extra="forbid", validate_assignment=True)
+
+
+# ---------------------------------------------------------------- scoring
+
+class CalibrationSettings(_Strict):
+    """How a data-driven metric sees the model: shared by `hfprune score` and a recipe's prune: section."""
+
+    data: str | None = Field(default=None, description="calibration text: a .txt/.json/.jsonl file or a Hub dataset "
+                                                       "id[:config] (ppl defaults to WikiText-2)")
+    samples: int = Field(default=10, ge=1, description="calibration windows")
+    seq_len: int = Field(default=128, ge=2, description="tokens per window")
+    seed: int = Field(default=0, description="calibration windows' offsets")
+    distance: Literal["js", "angular", "euclidean"] = Field(default="js", description="finercut's output distance")
+    iterative_step: int | None = Field(default=None, ge=1, description="remove K layers at a time and rescore in "
+                                                                       "between (layer metrics)")
+
+
+class ScoreOptions(CalibrationSettings):
+    """Everything that determines a score run (and its cache key)."""
+
+    metric: str = Field(description="reverse-order, random, magnitude-l1, magnitude-l2, taylor, ppl, "
+                                    "block-influence, angular, finercut")
+    remove: int = Field(ge=1, description="layers to remove (angular: the block size; finercut: attention/FFN "
+                                          "sub-blocks)")
+    batch_size: int = Field(default=10, ge=1, description="windows per forward pass")
+    dtype: str = Field(default="float32", description="float32, bfloat16, float16 or auto")
+    device_map: str | None = Field(default=None, description="e.g. auto: spread/offload a model larger than memory "
+                                                             "with accelerate")
+    trust_remote_code: bool = Field(default=False, description="allow the source's own modeling code")
+
+
+# ---------------------------------------------------------------- recovery
+
+class RecoverOptions(_Strict):
+    """Training recipe. Defaults are the seed paper's (AdamW, lr 1e-5, batch 64, 2 epochs; warm-up scaled to the
+    run) except where they fail on real checkpoints (see bench/RESULTS.md). It is also a recipe's `recover:`."""
+
+    method: Literal["partial", "lora", "qlora", "partial-kd", "lora-kd"] = Field(
+        default="partial", description="partial-layer fine-tuning, LoRA, or QLoRA (CUDA + bitsandbytes); *-kd: the "
+                                       "same parameters trained to match the dense teacher's next-token "
+                                       "distributions")
+    dataset: str = Field(default="alpaca", description="alpaca (yahma/alpaca-cleaned), dolly "
+                                                       "(databricks/databricks-dolly-15k), a Hub id, or a local "
+                                                       ".json/.jsonl in either shape")
+    last_k: int = Field(default=3, ge=1, description="partial: train the last K layers")
+    train_layers: list[int] | None = Field(default=None, description="partial: train exactly these layers instead, "
+                                                                     "e.g. 20-23")
+    tied_embeddings: Literal["freeze", "untie"] = Field(
+        default="freeze", description="tied lm_head: keep it tied and frozen (the model keeps its size win) or "
+                                      "untie it and train a copy (adds vocab x hidden parameters)")
+    lora_r: int = Field(default=8, ge=1, description="LoRA rank")
+    lora_alpha: int = Field(default=16, ge=1, description="LoRA alpha")
+    lora_dropout: float = Field(default=0.05, ge=0, lt=1, description="LoRA dropout")
+    lora_targets: list[str] = Field(default_factory=lambda: list(DEFAULT_LORA_TARGETS),
+                                    description="module names that get adapters")
+    lr: float = Field(default=1e-5, ge=0, description="peak learning rate, AdamW, linear decay (the paper's, set "
+                                                      "for 8B models; small models need ~2e-4)")
+    epochs: float = Field(default=2.0, gt=0, description="passes over the data")
+    batch_size: int = Field(default=64, ge=1, description="effective batch")
+    micro_batch_size: int = Field(default=4, ge=1, description="per step; the rest is gradient accumulation")
+    warmup_steps: int | None = Field(default=None, ge=0, description="warm-up steps; unset: 10% of the optimizer "
+                                                                     "steps, at most 100 (the paper's value, set "
+                                                                     "for 52k examples)")
+    max_length: int | None = Field(default=None, ge=2, description="tokens per example; unset: 256 for Alpaca, "
+                                                                   "1024 for Dolly")
+    max_steps: int = Field(default=-1, description="stop after N optimizer steps (-1: run the epochs)")
+    max_samples: int | None = Field(default=None, ge=1, description="use only the first N examples")
+    prompt: Literal["auto", "alpaca", "chat"] = Field(
+        default="auto", description="auto: the model's chat template when it has one, else the Alpaca prompt")
+    seed: int = Field(default=0, description="data order and initialisation")
+    save_steps: int = Field(default=200, ge=1, description="checkpoint every N optimizer steps")
+    trust_remote_code: bool = Field(default=False, description="allow the model's own code (read it first)")
+    teacher: str | None = Field(default=None, description="*-kd / answers teacher: the dense model; unset: the "
+                                                          "source (pipeline) or the Hub source recorded in the "
+                                                          "model's hfprune.json")
+    kd_temperature: float = Field(default=1.0, gt=0, description="*-kd: softmax temperature of teacher and student")
+    kd_alpha: float = Field(default=1.0, ge=0, le=1, description="*-kd: loss = A x KD + (1 - A) x SFT "
+                                                                  "cross-entropy (1: pure KD)")
+    teacher_logits: Literal["live", "cached"] = Field(
+        default="live", description="*-kd: run the teacher alongside (live) or store its top-k logits once in the "
+                                    "cache and reuse them (cached: no teacher in memory while training)")
+    teacher_top_k: int = Field(default=64, ge=1, description="with teacher logits cached: logits kept per token")
+    answers: Literal["dataset", "teacher"] = Field(
+        default="dataset", description="train on the dataset's answers or on the teacher's own greedy answers to "
+                                       "the same instructions (self-data distillation; generated once, cached)")
+    answer_max_tokens: int = Field(default=256, ge=1, description="with answers teacher: longest generated answer")
+
+
+class PlanSection(_Strict):
+    """A plan given whole (from `--plan FILE`): source numbering, checked against the model's depth."""
+
+    num_layers: int = Field(ge=1, strict=True)
+    drop_layers: list[int] = Field(default_factory=list, strict=True)
+    skip_attention: list[int] = Field(default_factory=list, strict=True)
+    skip_mlp: list[int] = Field(default_factory=list, strict=True)
+    metric: str | None = None
+
+    @classmethod
+    def from_plan(cls, plan) -> "PlanSection":
+        return cls(num_layers=plan.num_layers, drop_layers=list(plan.drop_layers),
+                   skip_attention=list(plan.skip_attention), skip_mlp=list(plan.skip_mlp), metric=plan.metric)
+
+    def as_plan_dict(self) -> dict:
+        from .plan import PLAN_FORMAT, PLAN_VERSION
+
+        return {"format": PLAN_FORMAT, "version": PLAN_VERSION, **self.model_dump(exclude_none=True)}
+
+
+EXPLICIT = ("drop_last", "drop_layers", "skip_attention", "skip_mlp", "plan")
+
+
+class PruneSection(CalibrationSettings):
+    """What to remove: explicit layers, a whole plan, or a metric that chooses `remove` of them (with the
+    calibration settings of `hfprune score`)."""
+
+    plan: PlanSection | None = None
+    drop_last: int | None = Field(default=None, ge=1)
+    drop_layers: list[int] | str | None = None
+    skip_attention: list[int] | str | None = None
+    skip_mlp: list[int] | str | None = None
+    metric: str | None = None
+    remove: int | None = Field(default=None, ge=1)
+
+    def score_options(self, trust_remote_code: bool = False) -> ScoreOptions:
+        """The `hfprune score` settings this section implies (metric recipes only)."""
+        fields = set(CalibrationSettings.model_fields) | {"metric", "remove"}
+        return ScoreOptions(**self.model_dump(include=fields), trust_remote_code=trust_remote_code)
+
+    @model_validator(mode="after")
+    def _one_way(self):
+        explicit = self.drop_last is not None or self.drop_layers or self.skip_attention or self.skip_mlp
+        if self.plan is not None and (explicit or self.metric):
+            raise ValueError("give a plan, explicit layers (drop_last/drop_layers/skip_*) or a metric; not two")
+        if explicit and self.metric:
+            raise ValueError("give explicit layers (drop_last/drop_layers/skip_*) or a metric, not both")
+        if self.metric and self.remove is None:
+            raise ValueError("a metric needs remove: N")
+        if self.remove is not None and not self.metric:
+            raise ValueError("remove: N needs a metric")
+        if self.metric:
+            from .scoring.metrics import METRICS
+
+            if self.metric not in METRICS:
+                raise ValueError(f"unknown metric {self.metric!r}; choose one of: {', '.join(METRICS)}")
+            if self.iterative_step and METRICS[self.metric].kind != "layer":
+                raise ValueError(f"iterative_step needs a layer metric; {self.metric} scores "
+                                 f"{METRICS[self.metric].kind}s")
+        return self
+
+    @property
+    def is_empty(self) -> bool:
+        return not (self.plan or self.drop_last or self.drop_layers or self.skip_attention or self.skip_mlp
+                    or self.metric)
+
+
+class RecoverSection(RecoverOptions):
+    """RecoverOptions, plus "none" (no recovery, the default in a recipe)."""
+
+    method: Literal["partial", "lora", "qlora", "partial-kd", "lora-kd", "none"] = "none"
+
+    def options(self) -> RecoverOptions:
+        """The settings `recover` runs with (method is not none)."""
+        return RecoverOptions(**self.model_dump())
+
+
+class EvalSection(_Strict):
+    tasks: list[str] = Field(default_factory=lambda: list(DEFAULT_TASKS))
+    limit: int | None = Field(default=None, ge=1)
+    batch_size: int = Field(default=8, ge=1)
+    include_path: str | None = None
+    latency_tokens: int = Field(default=32, ge=1)
+
+
+class PushSection(_Strict):
+    repo_id: str | None = None
+    private: bool = False
+    enabled: bool = True
+
+
+class Recipe(_Strict):
+    """The whole pipeline's settings."""
+
+    source: str | None = None
+    prune: PruneSection = Field(default_factory=PruneSection)
+    recover: RecoverSection = Field(default_factory=RecoverSection)
+    eval: EvalSection = Field(default_factory=EvalSection)
+    push: PushSection = Field(default_factory=PushSection)
+
+    @classmethod
+    def load(cls, path: str | Path) -> "Recipe":
+        """Read and validate a recipe YAML file."""
+        import yaml
+
+        p = Path(path)
+        try:
+            data = yaml.safe_load(p.read_text()) or {}
+        except FileNotFoundError:
+            raise RecipeError(f"recipe {p} does not exist") from None
+        except yaml.YAMLError as e:
+            raise RecipeError(f"recipe {p} is not valid YAML: {str(e).splitlines()[0]}") from None
+        return cls.parse(data, str(p))
+
+    @classmethod
+    def parse(cls, data: dict, where: str = "recipe") -> "Recipe":
+        try:
+            return cls.model_validate(data)
+        except ValidationError as e:
+            raise RecipeError(f"{where}: {_first_error(e)}") from None
+
+    def override(self, **flags) -> "Recipe":
+        """A copy with 'section.key' (or top-level) values replaced; None values are ignored."""
+        data = self.model_dump()
+        for dotted, value in flags.items():
+            if value is None:
+                continue
+            section, _, key = dotted.partition(".")
+            if key:
+                data[section][key] = value
+            else:
+                data[section] = value
+        if any(k.startswith("prune.") and flags[k] is not None for k in flags):
+            explicit = {k.split(".", 1)[1] for k, v in flags.items() if k.startswith("prune.") and v is not None}
+            if explicit & set(EXPLICIT):
+                data["prune"]["metric"] = data["prune"]["remove"] = None
+                for k in set(EXPLICIT) - explicit:  # the flags given replace the recipe's way of choosing
+                    data["prune"][k] = None
+            if "metric" in explicit:
+                for k in EXPLICIT:
+                    data["prune"][k] = None
+        return Recipe.parse(data, "flags")
+
+    def to_yaml(self) -> str:
+        import yaml
+
+        return yaml.safe_dump(self.model_dump(mode="json"), sort_keys=False)
+
+
+def _first_error(e: ValidationError) -> str:
+    err = e.errors()[0]
+    loc = ".".join(str(x) for x in err["loc"]) or "recipe"
+    if err["type"] == "extra_forbidden":
+        return f"unknown key {loc!r}; check its spelling against configs/README.md"
+    return f"{loc}: {error_text(err)}"
+
+
+_MESSAGES = {"greater_than_equal": "must be at least {ge}", "greater_than": "must be above {gt}",
+             "less_than_equal": "must be at most {le}", "less_than": "must be below {lt}",
+             "literal_error": "must be {expected}"}
+
+
+def error_text(err: dict) -> str:
+    """One pydantic error as a short phrase: 'must be at least 1'."""
+    template = _MESSAGES.get(err["type"])
+    return template.format(**(err.get("ctx") or {})) if template else err["msg"].removeprefix("Value error, ")
