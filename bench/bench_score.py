@@ -24,10 +24,10 @@ def main() -> None:
     args = ap.parse_args()
 
     import torch
-    from hfprune.scoring.calibration import load_calibration
     from transformers.utils import logging
 
     from hfprune.disk.architectures import ARCHITECTURES
+    from hfprune.scoring.calibration import load_calibration
     from hfprune.scoring.forward import LayerStack
     from hfprune.scoring.metrics import METRICS, ScoreInputs, finercut, lowest
     from hfprune.scoring.score import _load_model

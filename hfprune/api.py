@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 import tempfile
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from pathlib import Path
 
 from .disk.checkpoint import Checkpoint
@@ -22,6 +22,7 @@ class PruneResult:
     plan: Plan
     report: SizeReport
     output: Path | None  # None for a dry run
+    warnings: list[str] = field(default_factory=list)  # e.g. a plan that breaks llama.cpp's layer period
 
     def describe(self) -> list[str]:
         lines = [f"source:     {self.source.repo_id or self.source.path}"
@@ -34,6 +35,7 @@ class PruneResult:
         lines += self.report.lines()
         if self.output:
             lines.append(f"written:    {self.output}")
+        lines += [f"warning:    {w}" for w in self.warnings]
         return lines
 
 
@@ -87,8 +89,26 @@ def prune(source: str | Path, output: str | Path | None = None, *, plan: Plan | 
         if dry_run:
             return _dry_run(src, ckpt, plan)
         report = prune_checkpoint(folder, output, plan, overwrite=overwrite, progress=progress,
-                                  provenance={"source": src.provenance()})
-    return PruneResult(src, plan, report, Path(output))
+                                  provenance={"source": src.provenance()}, readme=_short_card(src, plan, token))
+    return PruneResult(src, plan, report, Path(output), runtime_warnings(ckpt, plan))
+
+
+def runtime_warnings(ckpt: Checkpoint, plan: Plan) -> list[str]:
+    """Assumptions of other runtimes (llama.cpp's fixed layer periods) that `plan` breaks for this checkpoint."""
+    from .disk.architectures import base_model_type
+    from .disk.runtimes import period_warnings
+
+    dec = ckpt.decoder_config
+    return period_warnings(base_model_type(str(dec.get("model_type") or ckpt.config.get("model_type"))), dec, plan)
+
+
+def _short_card(src: Source, plan: Plan, token: str | None) -> str:
+    """README.md of a pruned folder: base_model lineage (kept on the Hub and by GGUF converters), no benchmarks."""
+    from .evaluation.card import prune_card
+    from .hub import source_license
+
+    ref = f"{src.repo_id}@{src.sha}" if src.repo_id else src.path.name
+    return str(prune_card(plan, src.repo_id, ref, source_license(src, token)))
 
 
 def inspect_source(source: str, token: str | None = None) -> tuple[Source, Checkpoint]:
@@ -109,4 +129,4 @@ def _dry_run(src: Source, ckpt: Checkpoint, plan: Plan) -> PruneResult:
 
     plan.check_model(ckpt.num_layers)
     edit_config(ckpt.config, plan, ckpt.arch)  # refuses unknown per-layer fields now, not after a download
-    return PruneResult(src, plan, size_report(ckpt, plan), None)  # size_report attributes every removed tensor
+    return PruneResult(src, plan, size_report(ckpt, plan), None, runtime_warnings(ckpt, plan))  # size_report attributes every removed tensor

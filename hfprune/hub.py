@@ -224,21 +224,32 @@ def upload_model_folder(folder: Path, repo_id: str, *, token: str | None, privat
     return {"repo_id": repo_id, "commit": info.oid, "url": info.commit_url}
 
 
-def source_license(src: Source, token: str | None) -> str | None:
-    """The base model's licence from its card metadata (local README.md, else the Hub's)."""
+def source_license(src: Source, token: str | None) -> dict | None:
+    """The base model's licence from its card metadata (local README.md, else the Hub's): {license, license_name,
+    license_link} as the card states them; a bare `other` gets a name and a link to the base model so that a
+    published card never says only `other`."""
+    data = None
     try:
         from huggingface_hub import ModelCard
 
         readme = src.path / "README.md"
         if readme.is_file():
-            return ModelCard.load(readme).data.license
-        if src.repo_id:
+            data = ModelCard.load(readme).data.to_dict()
+        elif src.repo_id:
             from huggingface_hub import HfApi
 
             info = HfApi(token=token).model_info(src.repo_id, revision=src.sha)
-            return (info.card_data or {}).get("license") if info.card_data else None
+            data = info.card_data.to_dict() if info.card_data else None
     except (HfpruneError, OSError, ValueError):
         return None
     except Exception:  # noqa: BLE001 - a missing licence must never stop the pipeline
         return None
-    return None
+    if not data or not data.get("license"):
+        return None
+    out = {k: data.get(k) for k in ("license", "license_name", "license_link") if data.get(k)}
+    if out["license"] == "other":
+        base = src.repo_id or src.path.name
+        out.setdefault("license_name", f"{base.split('/')[-1].lower()}-license")
+        if src.repo_id:
+            out.setdefault("license_link", f"https://huggingface.co/{src.repo_id}")
+    return out

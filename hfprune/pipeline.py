@@ -275,6 +275,14 @@ class Pipeline:
                                   provenance={"source": src.provenance()})
         for line in report.lines():
             self.echo(f"  {line}")
+        for warning in self._runtime_warnings(src, plan):
+            self.echo(f"  warning: {warning}")
+
+    def _runtime_warnings(self, src: Source, plan: Plan) -> list[str]:
+        from .api import runtime_warnings
+        from .disk.checkpoint import Checkpoint
+
+        return runtime_warnings(Checkpoint.open(src.path), plan)
 
     def _recover(self, src: Source) -> None:
         from .recovery.train import recover
@@ -332,7 +340,8 @@ class Pipeline:
         needs_code = (staging / "modeling_hfprune.py").exists()
         card = build_card(CardInputs(
             repo_id=repo_id, source_ref=(f"{src.repo_id}@{src.sha}" if src.repo_id else f"local folder {src.path.name}"),
-            base_model=src.repo_id, license=source.get("license"), plan=plan, recipe_yaml=published_recipe,
+            base_model=src.repo_id, license=_license_fields(source.get("license")), plan=plan,
+            runtime_notes=self._runtime_warnings(src, plan), recipe_yaml=published_recipe,
             evaluation=evaluation, scores=scores,
             recovery=self.recipe.recover.model_dump() if self.recipe.recover.method != "none" else None,
             recovery_record=_read_json(self.work / "recovered" / "hfprune.json"), sweep_table=self.sweep_table,
@@ -383,6 +392,13 @@ def name_stem(recipe: Recipe) -> str:
         tag = "pruned"
     method = recipe.recover.method
     return f"{name}-{tag}" + ("" if method == "none" else f"-{method}")
+
+
+def _license_fields(value) -> dict | None:
+    """source.json's licence: a dict of card fields (or a bare licence id from an older work dir)."""
+    if isinstance(value, str):
+        return {"license": value}
+    return value or None
 
 
 def _read_json(path: Path) -> dict | None:

@@ -26,14 +26,16 @@ def bypassed(model, drop=(), skip_attention=(), skip_mlp=()):
             return (torch.zeros_like(output[0]),) + tuple(output[1:])
         return torch.zeros_like(output)
 
-    layers = model.get_decoder().layers
+    decoder = model.get_decoder()
+    layers = decoder.layers if hasattr(decoder, "layers") else model.model.layers
     for i in drop:
         handles.append(layers[i].register_forward_hook(identity_layer, with_kwargs=True))
-    attention = next(n for n in ("self_attn", "attention") if hasattr(layers[0], n))
     for i in skip_attention:
+        attention = next(n for n in ("self_attn", "attention") if hasattr(layers[i], n))
         handles.append(getattr(layers[i], attention).register_forward_hook(zero_attention))
     for i in skip_mlp:
-        handles.append(layers[i].mlp.register_forward_hook(zero_mlp))
+        mlp = next(n for n in ("mlp", "feed_forward") if hasattr(layers[i], n))
+        handles.append(getattr(layers[i], mlp).register_forward_hook(zero_mlp))
     try:
         yield model
     finally:

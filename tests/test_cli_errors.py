@@ -79,7 +79,17 @@ def test_unknown_model_type(tiny_checkpoints, tmp_path, capsys):
     c["model_type"], c["architectures"] = "bert", ["BertForMaskedLM"]
     (src / "config.json").write_text(json.dumps(c))
     code = main(["prune", str(src), "-o", str(tmp_path / "out"), "--drop-last", "1"])
-    assert_one_line_error(capsys, code, "'bert'", "supported:")
+    assert_one_line_error(capsys, code, "'bert'", "no layer layout", "supported:")
+
+
+def test_unknown_causal_lm_is_not_called_something_else(tiny_checkpoints, tmp_path, capsys):
+    src = _copy(tiny_checkpoints("llama"), tmp_path / "src")
+    c = json.loads((src / "config.json").read_text())
+    c["model_type"], c["architectures"] = "brand_new_lm", ["BrandNewLMForCausalLM"]
+    (src / "config.json").write_text(json.dumps(c))
+    code = main(["prune", str(src), "-o", str(tmp_path / "out"), "--drop-last", "1"])
+    err = capsys.readouterr().err
+    assert code == 2 and "no layer layout for model_type 'brand_new_lm'" in err and "not a" not in err
 
 
 def test_pickle_only_refused(tiny_checkpoints, tmp_path, capsys):

@@ -93,6 +93,7 @@ def test_card_parses_with_model_index_and_tables_matching_eval_json(pushed):
     evaluation = json.loads((final / "eval.json").read_text())
     d = card.data
     assert d.library_name == "transformers" and d.base_model == "org/tiny" and d.license == "apache-2.0"
+    assert "## Intended use and limitations" in card.text
     assert {"pruned", "layer-pruning", "hfprune"} <= set(d.tags)
     results = {(r.dataset_type, r.metric_type): r.metric_value for r in d.eval_results}
     for task, metrics in evaluation["pruned"]["tasks"].items():

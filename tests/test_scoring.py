@@ -87,10 +87,10 @@ def test_ppl_is_the_perplexity_of_each_really_pruned_checkpoint(identity_model, 
     """ppl's truth, checked against real pruned checkpoints: identity layers leave the dense perplexity exactly,
     and the layers chosen are those whose pruned checkpoints have the lowest perplexity. (In these tiny trained
     models removing the last layer *lowers* perplexity, so identity layers are not necessarily chosen.)"""
-    from hfprune.scoring.calibration import load_calibration
     from transformers import AutoTokenizer
 
     from hfprune.api import prune
+    from hfprune.scoring.calibration import load_calibration
 
     result = run(identity_model, tmp_path, calib_file, metric="ppl", remove=2)
     windows = load_calibration(str(calib_file), AutoTokenizer.from_pretrained(identity_model), samples=4, seq_len=32,

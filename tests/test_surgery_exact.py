@@ -5,6 +5,8 @@ import torch
 from transformers import AutoModelForCausalLM
 
 from hfprune.api import prune
+from hfprune.disk.architectures import ARCHITECTURES
+from hfprune.errors import CheckpointError
 from hfprune.tiny import TINY_CONFIGS
 
 from .reference import bypassed
@@ -29,7 +31,10 @@ def _indices(result):
     return result.plan.drop_layers, result.plan.skip_attention, result.plan.skip_mlp
 
 
-NESTED = {"gemma3"}  # multimodal wrappers: whole layers only
+# multimodal wrappers, parallel-residual StableLM, InternLM3 (no transformers class of its own): whole layers only
+NESTED = {"gemma3", "stablelm-parallel", "internlm3", "falcon_h1"}
+# hybrid mixers (linear attention, Mamba + attention): whole layers and FFN skips only
+NO_ATTENTION_SKIP = {a for a in ARCHS if ARCHITECTURES[TINY_CONFIGS[a]["model_type"]].no_attention_skip}
 
 
 @pytest.mark.parametrize("plan_name", list(PLANS))
@@ -37,7 +42,18 @@ NESTED = {"gemma3"}  # multimodal wrappers: whole layers only
 def test_pruned_logits_and_generation_match_bypassed_original(arch, plan_name, tiny_checkpoints, tmp_path):
     source = tiny_checkpoints(arch)
     if arch in NESTED and "skip" in str(PLANS[plan_name]):
-        with pytest.raises(Exception, match="drop whole layers"):
+        with pytest.raises(CheckpointError, match="drop whole layers"):
+            prune(source, tmp_path / "out", **PLANS[plan_name])
+        assert not (tmp_path / "out").exists()
+        return
+    if arch in NO_ATTENTION_SKIP and "skip_attention" in PLANS[plan_name]:
+        with pytest.raises(CheckpointError, match="attention sub-blocks cannot be removed exactly"):
+            prune(source, tmp_path / "out", **PLANS[plan_name])
+        assert not (tmp_path / "out").exists()
+        return
+    if arch in ("qwen3_next", "qwen3_5_text") and plan_name == "drop-noncontiguous":
+        # layer_types linear, linear, full, linear, linear, full: dropping 0, 2 and 5 leaves no full attention
+        with pytest.raises(CheckpointError, match="removes every full_attention layer"):
             prune(source, tmp_path / "out", **PLANS[plan_name])
         assert not (tmp_path / "out").exists()
         return

@@ -13,6 +13,7 @@ from transformers import AutoModelForCausalLM
 
 from hfprune.api import prune
 from hfprune.disk.checkpoint import INDEX_NAME
+from hfprune.errors import CheckpointError
 from hfprune.plan import Plan
 from hfprune.tiny import build_tiny_checkpoint
 
@@ -176,3 +177,35 @@ def test_killed_run_leaves_nothing_at_output(tmp_path):
     proc.wait()
     assert not (tmp_path / "out").exists()
     assert [p.name for p in tmp_path.iterdir() if p.name.startswith(".out.partial-")]
+
+
+def test_multi_token_prediction_layers_are_kept_last(tmp_path):
+    """DeepSeek-V3 / GLM-4.5 store num_nextn_predict_layers MTP layers after the stack (transformers does not run
+    them); a real DeepSeek-V3 config also carries moe_layer_freq. Pruning keeps the MTP layer, bytes unchanged,
+    renumbered to stay right after the kept layers."""
+    import json
+
+    from safetensors.torch import load_file, save_file
+
+    src = build_tiny_checkpoint(tmp_path / "src", "deepseek_v3", num_layers=5, tokenizer=False)
+    weights = load_file(src / "model.safetensors")
+    mtp = {k.replace("model.layers.4.", "model.layers.5."): v.clone() + 1 for k, v in weights.items()
+           if k.startswith("model.layers.4.")}
+    mtp["model.layers.5.eh_proj.weight"] = weights["model.layers.4.self_attn.o_proj.weight"].clone()
+    save_file({**weights, **mtp}, src / "model.safetensors", metadata={"format": "pt"})
+    config = json.loads((src / "config.json").read_text())
+    config.update(num_nextn_predict_layers=1, moe_layer_freq=1)
+    (src / "config.json").write_text(json.dumps(config))
+
+    prune(src, tmp_path / "out", drop_layers="1,3")
+    out = load_file(tmp_path / "out" / "model.safetensors")
+    kept = {k.replace("model.layers.5.", "model.layers.3."): v for k, v in mtp.items()}
+    assert all(torch.equal(out[k], v) for k, v in kept.items())
+    assert not any(k.startswith(("model.layers.4.", "model.layers.5.")) for k in out)
+    new_config = json.loads((tmp_path / "out" / "config.json").read_text())
+    assert new_config["num_hidden_layers"] == 3 and new_config["num_nextn_predict_layers"] == 1
+
+    config["moe_layer_freq"] = 2
+    (src / "config.json").write_text(json.dumps(config))
+    with pytest.raises(CheckpointError, match="moe_layer_freq"):
+        prune(src, tmp_path / "out2", drop_last=1)

@@ -39,6 +39,15 @@ class Architecture:
     # Per-layer lists that transformers' config class computes when config.json omits them. Surgery asks
     # transformers for them (and only then imports it) so that they can be written out before slicing.
     derived_lists: tuple[str, ...] = ()
+    # Why attention sub-blocks cannot be skipped exactly (None: they can). Whole layers and FFN skips still work.
+    no_attention_skip: str | None = None
+    # A layer type (layer_types value) that a pruned model must keep at least one layer of: transformers' hybrid
+    # cache reads the sequence length from a full-attention layer.
+    keep_one_of: str | None = None
+    # The FFN module returns (hidden_states, router scores) rather than hidden_states (GPT-OSS).
+    mlp_returns_tuple: bool = False
+    # Why no sub-block can be skipped with the shipped modeling file (None: they can).
+    no_skips: str | None = None
 
     @property
     def attention_module(self) -> str:
@@ -79,6 +88,36 @@ _OLMO3 = Architecture(
     mlp_entry="mlp", derived_lists=("layer_types",),
 )
 _MIXTRAL = Architecture("mixtral", disk_aliases={"block_sparse_moe": "mlp"})
+# GLM-4: sandwich norms, the attention and FFN outputs are normed before the residual add.
+_GLM4 = Architecture("glm4", attention=("self_attn", "input_layernorm", "post_self_attn_layernorm"),
+                     mlp=("mlp", "post_attention_layernorm", "post_mlp_layernorm"))
+# EXAONE 4: post-norm only (as OLMo 2), with a sliding-window layer pattern.
+_EXAONE4 = Architecture("exaone4", attention=("self_attn", "post_attention_layernorm"),
+                        mlp=("mlp", "post_feedforward_layernorm"), mlp_entry="mlp", derived_lists=("layer_types",))
+# Apertus: Llama-shaped with its own norm names.
+_APERTUS = Architecture("apertus", attention=("self_attn", "attention_layernorm"),
+                        mlp=("mlp", "feedforward_layernorm"), mlp_entry="feedforward_layernorm")
+# Hybrid linear/full attention (Qwen3-Next, Qwen3.5): a layer has either `linear_attn` (a gated DeltaNet with its
+# own recurrent cache) or `self_attn`, as layer_types says.
+_HYBRID_LINEAR = Architecture(
+    "qwen3_next", attention=("self_attn", "linear_attn", "input_layernorm"), derived_lists=("layer_types",),
+    keep_one_of="full_attention",
+    no_attention_skip="its layers mix linear (recurrent) and full attention, and a skipped linear-attention block "
+                      "has no exact cache stand-in yet",
+)
+# Falcon-H1: a Mamba-2 mixer and attention run in parallel on the same normed input and are summed; the FFN is
+# sequential after them.
+_FALCON_H1 = Architecture(
+    "falcon_h1", attention=("self_attn", "mamba", "input_layernorm"), mlp=("feed_forward", "pre_ff_layernorm"),
+    mlp_entry="pre_ff_layernorm",
+    no_attention_skip="its mixer is attention and a Mamba-2 block in parallel; skipping one of them is not a "
+                      "sub-block removal of the seed papers",
+    no_skips="the skip-map modeling file does not restore Falcon-H1's non-persistent muP buffers yet (its outputs "
+             "were NaN in hfprune's exactness test)",
+)
+# Llama 4 text: MoE (`feed_forward`) on some layers, chunked attention and NoPE layers by pattern.
+_LLAMA4 = Architecture("llama4_text", mlp=("feed_forward", "post_attention_layernorm"),
+                       derived_lists=("layer_types", "no_rope_layers", "moe_layers"))
 
 # Multimodal wrapper: the decoder's layers and config are nested (text_config); only whole layers can be dropped.
 _GEMMA3_VLM = Architecture(
@@ -92,6 +131,14 @@ _GEMMA3_VLM = Architecture(
 # Parallel blocks: x + attn(ln(x)) + mlp(ln(x)) with one shared input norm.
 _PARALLEL = Architecture("cohere", attention=("self_attn",), mlp=("mlp",), shared=("input_layernorm",),
                          parallel=True, mlp_entry=None)
+_COHERE2 = Architecture("cohere2", attention=("self_attn",), mlp=("mlp",), shared=("input_layernorm",),
+                        parallel=True, mlp_entry=None, derived_lists=("layer_types",))
+# StableLM with use_parallel_residual: x + attn(ln(x)) + mlp(ln(x)), no post-attention norm.
+_STABLELM_PARALLEL = Architecture(
+    "stablelm", attention=("self_attn",), mlp=("mlp",), shared=("input_layernorm",), parallel=True, mlp_entry=None,
+    no_skips="the skip-map modeling file for stablelm is written for its sequential layout, and this config sets "
+             "use_parallel_residual",
+)
 # GPT-NeoX (Pythia): its own names; parallel residual by default (use_parallel_residual), sequential otherwise,
 # both exact with zeroed sub-blocks. Separate norms per sub-block.
 _GPT_NEOX = Architecture("gpt_neox", layer_prefixes=("gpt_neox.layers.",), attention=("attention", "input_layernorm"),
@@ -118,6 +165,26 @@ ARCHITECTURES: dict[str, Architecture] = {
     "phi": _PARALLEL,
     "gpt_neox": _GPT_NEOX,
     "deepseek_v3": _LLAMA,
+    # Llama-shaped (attention + input norm, FFN + post-attention norm), whatever their FFN holds
+    "ernie4_5": _LLAMA,
+    "helium": _LLAMA,
+    "seed_oss": _LLAMA,
+    "arcee": _LLAMA,
+    "starcoder2": _LLAMA,
+    "stablelm": _LLAMA,  # use_parallel_residual configs: _STABLELM_PARALLEL (see architecture_for)
+    "internlm3": Architecture("internlm3", no_skips="transformers has no InternLM3 model class to build the skip-map "
+                                                  "modeling file on"),
+    "glm4_moe": _LLAMA,
+    "ministral": _DERIVED,
+    "gpt_oss": Architecture("gpt_oss", derived_lists=("layer_types",), mlp_returns_tuple=True),
+    "glm4": _GLM4,
+    "exaone4": _EXAONE4,
+    "cohere2": _COHERE2,
+    "apertus": _APERTUS,
+    "qwen3_next": _HYBRID_LINEAR,
+    "qwen3_5_text": _HYBRID_LINEAR,
+    "falcon_h1": _FALCON_H1,
+    "llama4_text": _LLAMA4,
 }
 
 # Model types that hfprune's own skip-map checkpoints carry: "hfprune_<base model type>".
@@ -142,9 +209,11 @@ def architecture_for(config: dict) -> Architecture:
     arch = ARCHITECTURES.get(model_type)
     if arch is None:
         raise CheckpointError(
-            f"model_type {config.get('model_type')!r} is not a decoder-only causal LM that hfprune knows; "
-            "supported: " + ", ".join(sorted(ARCHITECTURES))
+            f"hfprune has no layer layout for model_type {config.get('model_type')!r} yet, so it cannot tell which "
+            "tensors make up a layer's attention and FFN; supported: " + ", ".join(sorted(ARCHITECTURES))
         )
+    if model_type == "stablelm" and config.get("use_parallel_residual"):
+        arch = _STABLELM_PARALLEL
     archs = config.get("architectures") or []
     if archs and not any(a.endswith(arch.heads) for a in archs):
         raise CheckpointError(

@@ -54,6 +54,13 @@ class Checkpoint:
     index_metadata: dict | None  # None for a single-file checkpoint
     layer_prefix: str
 
+    @property
+    def extra_layers(self) -> int:
+        """Multi-token-prediction layers stored after the stack (DeepSeek-V3, GLM-4.5: num_nextn_predict_layers).
+        transformers does not run them; they are kept, renumbered to stay last."""
+        value = self.decoder_config.get("num_nextn_predict_layers") or 0
+        return value if isinstance(value, int) and value > 0 else 0
+
     @classmethod
     def open(cls, path: str | Path, files: list[SafetensorsFile] | None = None) -> "Checkpoint":
         """Read config and safetensors headers; refuse pickle-only, corrupt or inconsistent checkpoints.
@@ -95,11 +102,13 @@ class Checkpoint:
             loc = self.layer_of(name)
             if loc is None:
                 continue
-            if loc[0] >= n:
+            if loc[0] >= n + self.extra_layers:
                 raise CheckpointError(
-                    f"tensor {name} belongs to layer {loc[0]} but config.json declares {n} layers "
-                    "(extra prediction layers are not supported)"
+                    f"tensor {name} belongs to layer {loc[0]} but config.json declares {n} layers"
+                    + (f" and {self.extra_layers} prediction layer(s) after them" if self.extra_layers else "")
                 )
+            if loc[0] >= n:
+                continue  # a multi-token-prediction layer
             present[loc[0]].add(self.arch.sub_block_of(loc[1]) or "other")
         skips = {}
         for key, entry in (self.decoder_config.get("per_layer_config") or {}).items():

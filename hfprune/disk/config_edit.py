@@ -17,18 +17,21 @@ from .remote_code import AUTO_MAP, SKIP_MODEL_CLASS
 # One entry per element of the layer stack.
 PER_LAYER_LISTS = {"layer_types", "mlp_layer_types", "no_rope_layers", "layers_block_type"}
 # Lists of layer indices.
-INDEX_LISTS = {"mlp_only_layers"}
+INDEX_LISTS = {"mlp_only_layers", "moe_layers"}
 # "Layers with index < value behave one way, the rest another": recount over the kept layers.
 THRESHOLDS = {"max_window_layers", "first_k_dense_replace"}
 # Periodic encodings of a per-layer list, made redundant (and wrong after renumbering) once that list is explicit.
 PERIODIC = {"sliding_window_pattern": "layer_types", "_sliding_window_pattern": "layer_types",
-            "no_rope_layer_interval": "no_rope_layers"}
+            "no_rope_layer_interval": "no_rope_layers", "interleave_moe_layer_step": "moe_layers"}
 # Keys mentioning layers that do not index the layer stack.
 NOT_PER_LAYER = {
     "num_hidden_layers", "layer_norm_eps", "layer_norm_epsilon", "layerdrop", "decoder_sparse_step",
     "per_layer_config", "hfprune_base",
-    # extra multi-token-prediction layers stored after the stack; their tensors are refused by Checkpoint.open
+    # multi-token-prediction layers stored after the stack: kept and renumbered by surgery, the count unchanged
     "num_nextn_predict_layers",
+    # DeepSeek's own code: layer i is MoE iff i >= first_k_dense_replace and i % moe_layer_freq == 0; only 1
+    # survives renumbering (checked in check_known_fields); transformers ignores it
+    "moe_layer_freq",
 }
 # Lists that are never per-layer even when their length happens to equal the layer count.
 NON_LAYER_LISTS = {"architectures", "eos_token_id", "bos_token_id", "pad_token_id", "bad_words_ids",
@@ -40,6 +43,9 @@ KNOWN = PER_LAYER_LISTS | INDEX_LISTS | THRESHOLDS | set(PERIODIC) | NOT_PER_LAY
 def check_known_fields(dec: dict, where: str = "config.json") -> None:
     """Refuse any field that looks per-layer but is not in the table (we would leave it stale)."""
     n = dec["num_hidden_layers"]
+    if dec.get("moe_layer_freq", 1) != 1:
+        raise CheckpointError(f"{where} has moe_layer_freq {dec['moe_layer_freq']!r}: its MoE-every-k-layers pattern "
+                              "would not survive renumbering; only 1 is supported")
     for key, value in dec.items():
         if key in KNOWN or isinstance(value, bool) or value is None:
             continue
@@ -75,6 +81,12 @@ def edit_config(config: dict, plan: Plan, arch: Architecture, derived: dict[str,
 
     _rewrite_moe_sparsity(dec, kept, new)
 
+    types = dec.get("layer_types")
+    if arch.keep_one_of and isinstance(types, list) and arch.keep_one_of in types:
+        if not any(types[i] == arch.keep_one_of for i in kept if i < len(types)):
+            raise CheckpointError(f"the plan removes every {arch.keep_one_of} layer "
+                                  f"({', '.join(str(i) for i, t in enumerate(types) if t == arch.keep_one_of)}); "
+                                  f"the model needs at least one (transformers' cache reads lengths from it): keep one")
     for key in PER_LAYER_LISTS:
         if key in dec and dec[key] is not None:
             if not isinstance(dec[key], list) or len(dec[key]) != n:
@@ -140,6 +152,12 @@ def _write_skips(out: dict, dec: dict, skips: dict[int, list[str]], arch: Archit
         return
     if arch.text_config_key:
         raise CheckpointError("attention/FFN skips are supported for text-only causal LMs; drop whole layers instead")
+    if arch.no_skips:
+        raise CheckpointError(f"{base_model_type(model_type)}: attention/FFN sub-blocks cannot be removed "
+                              f"({arch.no_skips}); drop whole layers instead")
+    if arch.no_attention_skip and any("attention" in s for s in skips.values()):
+        raise CheckpointError(f"{base_model_type(model_type)}: attention sub-blocks cannot be removed exactly "
+                              f"({arch.no_attention_skip}); drop whole layers or skip FFNs (--skip-mlp) instead")
     width = len(str(max(skips)))
     dec["per_layer_config"] = {str(i).zfill(width): {"skip": s} for i, s in skips.items()}
     if not model_type.startswith(SKIP_MODEL_TYPE_PREFIX):

@@ -57,6 +57,22 @@ CLASS_NAMES = {
     "qwen3": ("qwen3", "Qwen3Config", "Qwen3ForCausalLM"),
     "qwen3_moe": ("qwen3_moe", "Qwen3MoeConfig", "Qwen3MoeForCausalLM"),
     "smollm3": ("smollm3", "SmolLM3Config", "SmolLM3ForCausalLM"),
+    "ernie4_5": ("ernie4_5", "Ernie4_5Config", "Ernie4_5ForCausalLM"),
+    "helium": ("helium", "HeliumConfig", "HeliumForCausalLM"),
+    "seed_oss": ("seed_oss", "SeedOssConfig", "SeedOssForCausalLM"),
+    "arcee": ("arcee", "ArceeConfig", "ArceeForCausalLM"),
+    "starcoder2": ("starcoder2", "Starcoder2Config", "Starcoder2ForCausalLM"),
+    "stablelm": ("stablelm", "StableLmConfig", "StableLmForCausalLM"),
+    "ministral": ("ministral", "MinistralConfig", "MinistralForCausalLM"),
+    "gpt_oss": ("gpt_oss", "GptOssConfig", "GptOssForCausalLM"),
+    "glm4": ("glm4", "Glm4Config", "Glm4ForCausalLM"),
+    "glm4_moe": ("glm4_moe", "Glm4MoeConfig", "Glm4MoeForCausalLM"),
+    "exaone4": ("exaone4", "Exaone4Config", "Exaone4ForCausalLM"),
+    "cohere2": ("cohere2", "Cohere2Config", "Cohere2ForCausalLM"),
+    "apertus": ("apertus", "ApertusConfig", "ApertusForCausalLM"),
+    "qwen3_next": ("qwen3_next", "Qwen3NextConfig", "Qwen3NextForCausalLM"),
+    "qwen3_5_text": ("qwen3_5", "Qwen3_5TextConfig", "Qwen3_5ForCausalLM"),
+    "llama4_text": ("llama4", "Llama4TextConfig", "Llama4ForCausalLM"),
 }
 
 
@@ -80,6 +96,7 @@ def modeling_code(base_model_type: str) -> str:
         model_type=SKIP_MODEL_TYPE_PREFIX + base_model_type,
         attention_modules=tuple(arch.attention),
         mlp_modules=tuple(arch.mlp),
+        mlp_returns_tuple=bool(arch.mlp_returns_tuple),
     )
 
 

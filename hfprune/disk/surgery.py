@@ -65,6 +65,9 @@ def tensor_renames(ckpt: Checkpoint, plan: Plan) -> dict[str, str | None]:
             out[t.name] = t.name
             continue
         layer, rest = loc
+        if layer >= ckpt.num_layers:  # a multi-token-prediction layer: kept, still right after the stack
+            out[t.name] = f"{ckpt.layer_prefix}{len(new_index) + layer - ckpt.num_layers}.{rest}"
+            continue
         if layer not in new_index:
             out[t.name] = None
             continue
@@ -102,6 +105,7 @@ def prune_checkpoint(
     overwrite: bool = False,
     progress: bool = False,
     provenance: dict | None = None,
+    readme: str | None = None,
 ) -> SizeReport:
     """Write the pruned checkpoint of the local folder `source` to `output`; return the size report.
 
@@ -123,6 +127,8 @@ def prune_checkpoint(
         base = skip_base(config.get("model_type"))
         if base is not None and config.get("per_layer_config"):
             write_modeling_file(staging, base)
+        if readme is not None:
+            (staging / "README.md").write_text(readme)
         record = {"hfprune_version": __version__, "plan": plan.to_dict(), **(provenance or {})}
         (staging / PROVENANCE_FILE).write_text(json.dumps(record, indent=2) + "\n")
     return report

@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from importlib import resources
 from pathlib import Path
 
@@ -40,7 +40,7 @@ class CardInputs:
     repo_id: str
     source_ref: str  # "org/name@sha" or a folder
     base_model: str | None  # Hub id when the source came from the Hub
-    license: str | None
+    license: dict | None  # the base card's license, license_name, license_link
     plan: Plan
     recipe_yaml: str
     evaluation: dict  # eval.json
@@ -49,6 +49,7 @@ class CardInputs:
     recovery_record: dict | None = None  # the healed checkpoint's hfprune.json: what actually ran
     sweep_table: str | None = None  # results of the sweep this recipe was chosen from
     needs_remote_code: bool = False
+    runtime_notes: list = field(default_factory=list)  # plan vs other runtimes (llama.cpp layer periods)
 
 
 def layer_map_svg(plan: Plan) -> str:
@@ -230,9 +231,12 @@ def build_card(inputs: CardInputs):
         for metric, value in metrics.items():
             if metric.endswith("_stderr"):
                 continue
-            results.append(EvalResult(task_type="text-generation", dataset_type=task, dataset_name=task,
-                                      metric_type=metric, metric_value=round(float(value), 6),
-                                      metric_name=metric, task_name="Text Generation"))
+            dataset = _task_dataset(ev[final].get("raw"), task)
+            results.append(EvalResult(task_type="text-generation", dataset_type=dataset.get("id", task),
+                                      dataset_name=task, dataset_config=dataset.get("config"),
+                                      dataset_split=dataset.get("split"), metric_type=metric,
+                                      metric_value=round(float(value), 6), metric_name=metric,
+                                      task_name="Text Generation"))
     datasets = []
     if inputs.recovery:
         ds = inputs.recovery.get("dataset")
@@ -244,7 +248,9 @@ def build_card(inputs: CardInputs):
     tags = ["pruned", "layer-pruning", "hfprune"] + ([plan.metric] if plan.metric else [])
     if inputs.recovery:
         tags.append(f"recovery-{inputs.recovery['method']}")
-    data = ModelCardData(base_model=inputs.base_model, library_name="transformers", license=inputs.license,
+    licence = inputs.license or {}
+    data = ModelCardData(base_model=inputs.base_model, library_name="transformers", license=licence.get("license"),
+                         license_name=licence.get("license_name"), license_link=licence.get("license_link"),
                          datasets=datasets or None, tags=tags, model_name=model_name,
                          eval_results=results or None, pipeline_tag="text-generation")
     before, after = ev["dense"]["size"]["parameters"], ev[final]["size"]["parameters"]
@@ -273,7 +279,64 @@ def build_card(inputs: CardInputs):
                     "overlapping ranges as no difference."),
         needs_remote_code=inputs.needs_remote_code, source_ref=inputs.source_ref,
         recipe_yaml=inputs.recipe_yaml.strip(), citations=citations, sweep_table=inputs.sweep_table,
+        notices=required_notices(licence.get("license"), inputs.base_model),
+        runtime_notes=inputs.runtime_notes,
     )
+
+
+# Attribution that a base model's licence requires in derivatives (checked by licence id, then by family name).
+NOTICES = {
+    "llama3.1": "Built with Llama. Llama 3.1 is licensed under the Llama 3.1 Community License, Copyright © Meta "
+                "Platforms, Inc. All Rights Reserved.",
+    "llama3.2": "Built with Llama. Llama 3.2 is licensed under the Llama 3.2 Community License, Copyright © Meta "
+                "Platforms, Inc. All Rights Reserved.",
+    "llama3.3": "Built with Llama. Llama 3.3 is licensed under the Llama 3.3 Community License, Copyright © Meta "
+                "Platforms, Inc. All Rights Reserved.",
+    "llama3": "Built with Meta Llama 3.",
+    "llama4": "Built with Llama. Llama 4 is licensed under the Llama 4 Community License, Copyright © Meta "
+              "Platforms, Inc. All Rights Reserved.",
+    "gemma": "Gemma is provided under and subject to the Gemma Terms of Use found at ai.google.dev/gemma/terms.",
+}
+
+
+def required_notices(license_id: str | None, base_model: str | None) -> list[str]:
+    """The notices the base model's licence asks derivatives to carry ("Built with Llama", Gemma's terms)."""
+    key = (license_id or "").lower()
+    if key not in NOTICES and base_model and "gemma" in base_model.lower():
+        key = "gemma"
+    return [NOTICES[key]] if key in NOTICES else []
+
+
+def prune_card(plan, base_model: str | None, source_ref: str, license: dict | None):
+    """The short card `hfprune prune` writes: lineage (base_model), what was removed, licence, notices; no
+    benchmarks (nothing was measured)."""
+    from huggingface_hub import ModelCard, ModelCardData
+
+    licence = license or {}
+    data = ModelCardData(base_model=base_model, library_name="transformers", license=licence.get("license"),
+                         license_name=licence.get("license_name"), license_link=licence.get("license_link"),
+                         tags=["pruned", "layer-pruning", "hfprune"] + ([plan.metric] if plan.metric else []),
+                         pipeline_tag="text-generation")
+    lines = [f"# {source_ref} with {_removed_summary(plan)}", "",
+             f"Made with hfprune from `{source_ref}`.", "", _plan_description(plan), "",
+             "Not evaluated and not healed: `hfprune eval` measures it, `hfprune recover` heals it, and `hfprune "
+             "push` does both and writes the full card with benchmarks.", "", "```text", layer_map_text(plan),
+             "```"]
+    lines += ["", *required_notices(licence.get("license"), base_model)]
+    return ModelCard(f"---\n{data.to_yaml()}\n---\n\n" + "\n".join(lines).rstrip() + "\n")
+
+
+def _task_dataset(raw: dict | None, task: str) -> dict:
+    """The Hub dataset an lm-eval task reads ({id, config, split}) from the task config lm-eval reports, so the
+    model-index names e.g. allenai/ai2_arc ARC-Easy test rather than the task name. Local data (json, text, a
+    path) has no Hub id: {} (the task name stands in)."""
+    config = ((raw or {}).get("configs") or {}).get(task) or {}
+    path = config.get("dataset_path")
+    if not isinstance(path, str) or path in ("json", "csv", "text", "parquet", "arrow") or "/" not in path \
+            or Path(path).is_absolute() or Path(path).exists():
+        return {}
+    split = config.get("test_split") or config.get("validation_split") or config.get("training_split")
+    return {"id": path, "config": config.get("dataset_name"), "split": split}
 
 
 def dataset_label(name: str | None) -> str | None:

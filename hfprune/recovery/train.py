@@ -262,7 +262,9 @@ def _setup_partial(model, train_layers: list[int], tied_choice: str, config: dic
         decision = "frozen"
     if decision != "frozen":
         model.get_output_embeddings().weight.requires_grad_(True)
-    decoder = model.get_decoder()
+    from ..scoring.forward import decoder_of
+
+    decoder = decoder_of(model)
     if getattr(decoder, "norm", None) is not None:
         for p in decoder.norm.parameters():
             p.requires_grad_(True)

@@ -13,6 +13,15 @@ import contextlib
 from ..disk.architectures import Architecture
 
 
+def decoder_of(model):
+    """The module holding the decoder layers. get_decoder() returns the causal LM itself for some classes whose
+    base_model_prefix differs from their attribute name (Llama 4 text); the stack is then `model.model`."""
+    decoder = model.get_decoder()
+    if not hasattr(decoder, "layers") and hasattr(getattr(model, "model", None), "layers"):
+        decoder = model.model
+    return decoder
+
+
 def _hidden(args, kwargs):
     return args[0] if args else kwargs["hidden_states"]
 
@@ -29,6 +38,10 @@ def _zero_mlp(*args, **kwargs):
     return torch.zeros_like(_hidden(args, kwargs))
 
 
+def _zero_mlp_pair(*args, **kwargs):
+    return _zero_mlp(*args, **kwargs), None
+
+
 def _identity_layer(*args, **kwargs):
     return _hidden(args, kwargs)
 
@@ -39,7 +52,7 @@ class LayerStack:
     def __init__(self, model, arch: Architecture):
         self.model = model
         self.arch = arch
-        self.layers = model.get_decoder().layers
+        self.layers = decoder_of(model).layers
 
     def __len__(self) -> int:
         return len(self.layers)
@@ -59,7 +72,9 @@ class LayerStack:
             for i in skip_attention:
                 patch(getattr(self.layers[i], self.arch.attention_module), _zero_attention)
             for i in skip_mlp:
-                patch(getattr(self.layers[i], self.arch.mlp_module), _zero_mlp)
+                patch(getattr(self.layers[i], self.arch.mlp_module),
+                      _zero_mlp_pair if self.arch.mlp_returns_tuple or getattr(self.layers[i], "is_moe_layer", False)
+                      else _zero_mlp)
             if replay_from is not None:
                 for i in range(replay_from):
                     patch(self.layers[i], lambda *a, **k: hidden_in)

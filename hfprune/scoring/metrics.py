@@ -72,8 +72,8 @@ def _magnitude(p: int):
             with safe_open(str(f.path), "pt") as handle:
                 for name, info in f.tensors.items():
                     loc = ckpt.layer_of(name)
-                    if loc is None or len(info.shape) < 2:
-                        continue
+                    if loc is None or loc[0] >= inp.num_layers or len(info.shape) < 2:
+                        continue  # not a layer, a multi-token-prediction layer, or a norm
                     t = handle.get_tensor(name).to(torch.float64)
                     totals[loc[0]] += float(torch.linalg.vector_norm(t, ord=p))
         return [None if i in inp.removed else v for i, v in enumerate(totals)]
@@ -209,20 +209,26 @@ def finercut(inp: ScoreInputs, remove: int, distance: str = "js") -> list[dict]:
     import torch
 
     n = inp.num_layers
-    if remove < 1 or remove >= 2 * n:
-        raise PlanError(f"finercut: --remove {remove} sub-blocks must be between 1 and {2 * n - 1} "
-                        f"(the model has {2 * n} attention and FFN sub-blocks)")
-    allowed = finercut_candidate_layers(n, remove)
-    if remove > 2 * len(allowed):
-        raise PlanError(f"finercut: only {2 * len(allowed)} candidate sub-blocks for --remove {remove}")
     stack = inp.stack
+    if stack is not None and stack.arch.no_skips:
+        raise PlanError(f"finercut removes sub-blocks, which this model cannot lose ({stack.arch.no_skips}); "
+                        "use a layer metric")
+    # architectures whose attention cannot be skipped exactly (hybrid mixers) offer their FFNs only
+    blocks = ("mlp",) if stack is not None and stack.arch.no_attention_skip else ("attention", "mlp")
+    per_layer = len(blocks)
+    if remove < 1 or remove >= per_layer * n:
+        raise PlanError(f"finercut: --remove {remove} sub-blocks must be between 1 and {per_layer * n - 1} "
+                        f"(the model has {per_layer * n} removable sub-blocks)")
+    allowed = finercut_candidate_layers(n, remove) if per_layer == 2 else list(range(n))
+    if remove > per_layer * len(allowed):
+        raise PlanError(f"finercut: only {per_layer * len(allowed)} candidate sub-blocks for --remove {remove}")
     attn: set[int] = set()
     mlp: set[int] = set()
     steps = []
     with torch.no_grad():
         refs = [stack.logits(ids) for ids in inp.batches]
         for _ in inp.bar(range(remove), "finercut", total=remove):
-            candidates = [(k, b) for k in allowed for b in ("attention", "mlp")
+            candidates = [(k, b) for k in allowed for b in blocks
                           if k not in (attn if b == "attention" else mlp)]
             totals = {c: 0.0 for c in candidates}
             for ids, ref in zip(inp.batches, refs):

@@ -1,0 +1,53 @@
+"""What other runtimes assume about a model's layers, and whether a plan breaks it.
+
+transformers reads every per-layer property from config.json (layer_types, no_rope_layers), so any plan is exact
+there. llama.cpp (and so every GGUF runtime) derives some of them from a fixed period instead: Gemma 2/3 and
+Cohere 2 put a full-attention layer every p-th layer and slide in the others, SmolLM3 drops RoPE every p-th layer.
+Removing layers that are not whole aligned periods moves those layers, and a converted model then silently runs
+some layers with the wrong attention type or positions.
+"""
+
+from __future__ import annotations
+
+from ..plan import Plan
+
+# model type -> (config list, value that marks the periodic layer, what it is, config keys of the period, default)
+PERIODIC = {
+    "gemma2": ("layer_types", "full_attention", "full-attention", (), 2),
+    "gemma3_text": ("layer_types", "full_attention", "full-attention", ("sliding_window_pattern",
+                                                                         "_sliding_window_pattern"), 6),
+    "gemma3": ("layer_types", "full_attention", "full-attention", ("sliding_window_pattern",
+                                                                    "_sliding_window_pattern"), 6),
+    "cohere2": ("layer_types", "full_attention", "full-attention", ("sliding_window_pattern",), 4),
+    "smollm3": ("no_rope_layers", 0, "no-RoPE", ("no_rope_layer_interval",), 4),
+}
+
+
+def period_warnings(model_type: str, decoder_config: dict, plan: Plan) -> list[str]:
+    """One line per runtime assumption the plan breaks (empty when it keeps every period or the model has none)."""
+    spec = PERIODIC.get(model_type)
+    if spec is None or not plan.drop_layers:
+        return []
+    key, marker, what, period_keys, default = spec
+    period = next((decoder_config[k] for k in period_keys if isinstance(decoder_config.get(k), int)), default)
+    n = plan.num_layers
+    if period < 2:
+        return []
+    values = decoder_config.get(key)
+    special = ([v == marker for v in values] if isinstance(values, list) and len(values) == n
+               else [(i + 1) % period == 0 for i in range(n)])
+    if special != [(i + 1) % period == 0 for i in range(n)]:
+        return []  # the source itself is not periodic: nothing for a runtime to assume
+    kept = [special[i] for i in plan.kept_layers]
+    wrong = [j for j, s in enumerate(kept) if s != ((j + 1) % period == 0)]
+    if not wrong:
+        return []
+    removed = len(plan.drop_layers)
+    whole = max(period, round(removed / period) * period)
+    start = (n // period) * period - whole
+    hint = (f"e.g. --drop-layers {start}-{start + whole - 1} ({whole} layers)" if start >= 0 and n % period == 0
+            else f"remove whole aligned blocks of {period} layers")
+    return [f"llama.cpp/GGUF assume a {what} layer every {period} layers of {model_type}; after this plan layers "
+            f"{', '.join(map(str, wrong[:8]))}{'...' if len(wrong) > 8 else ''} break that period, so a GGUF "
+            f"conversion would run them wrongly (transformers is exact). To stay convertible remove whole periods: "
+            f"{hint}"]
