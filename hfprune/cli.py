@@ -260,6 +260,12 @@ def _cmd_recover(args) -> int:
     run = result.run
     print(f"{run['optimizer_steps']} optimizer steps ({run['warmup_steps']} warm-up) on {run['examples']} examples, "
           f"{run['tokens']:,} tokens, prompt: {run['prompt']}")
+    cache = run.get("frozen_prefix_cache")
+    if cache and "off" not in cache:
+        print(f"frozen layers 0-{cache['layers'] - 1}: computed for {cache['computed_batches']} micro-batches, "
+              f"replayed for {cache['replayed_batches']} ({cache['bytes'] / 2**20:.0f} MiB kept)")
+    if run.get("peak_cuda_bytes"):
+        print(f"peak GPU memory (torch): {run['peak_cuda_bytes'] / 2**30:.2f} GiB")
     if run.get("teacher"):
         print(f"teacher {run['teacher']}: {run['objective']}, answers from the {run['answers']}")
     if result.losses:

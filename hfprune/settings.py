@@ -108,6 +108,10 @@ class RecoverOptions(_Strict):
         default="dataset", description="train on the dataset's answers or on the teacher's own greedy answers to "
                                        "the same instructions (self-data distillation; generated once, cached)")
     answer_max_tokens: int = Field(default=256, ge=1, description="with answers teacher: longest generated answer")
+    prefix_cache_gib: float = Field(default=4.0, ge=0, description="partial, more than one epoch: keep the frozen "
+                                                                 "layers' output per example (up to this many GiB) "
+                                                                 "and replay it in later epochs instead of "
+                                                                 "recomputing it; 0: off")
 
 
 class PlanSection(_Strict):

@@ -277,3 +277,19 @@ def test_a_run_that_heals_nothing_is_flagged(pruned_model, alpaca_file, tmp_path
     assert any("did not go down" in w for w in result.warnings), result.warnings
     record = json.loads((tmp_path / "out" / "hfprune.json").read_text())
     assert record["recovery_run"]["warnings"] == result.warnings
+
+
+def test_frozen_prefix_is_replayed_in_later_epochs_with_the_same_result(pruned_model, alpaca_file, tmp_path):
+    """Two epochs of partial fine-tuning: the second replays the frozen layers' stored output instead of running
+    them, and the trained weights equal those of the plain run (same seed, same order)."""
+    opts = dict(dataset=str(alpaca_file), max_steps=-1, epochs=2, last_k=1)
+    cached = recover(pruned_model, tmp_path / "cached", fast(**opts))
+    plain = recover(pruned_model, tmp_path / "plain", fast(**opts, prefix_cache_gib=0))
+    cache = cached.run["frozen_prefix_cache"]
+    assert cache["layers"] == 3 and cache["computed_batches"] == 8 and cache["replayed_batches"] == 8
+    assert "off" in plain.run["frozen_prefix_cache"]
+    a, b = tensors(tmp_path / "cached"), tensors(tmp_path / "plain")
+    assert all(torch.allclose(a[k], b[k], atol=1e-6) for k in a)
+    assert cached.losses == pytest.approx(plain.losses, rel=1e-5)
+    one = recover(pruned_model, tmp_path / "one", fast(dataset=str(alpaca_file), max_steps=-1, epochs=1))
+    assert "one epoch" in one.run["frozen_prefix_cache"]["off"]

@@ -22,7 +22,7 @@ from pathlib import Path
 
 from ..errors import RecoveryError
 from ..workdir import atomic_file, write_text
-from .instructions import IGNORE_INDEX, Example, alpaca_prompt, chat_prompt
+from .instructions import IGNORE_INDEX, Example, alpaca_prompt, chat_prompt, pad_rows
 
 TOPK_FORMAT = 1
 ANSWERS_FORMAT = 1
@@ -175,7 +175,7 @@ def teacher_topk_file(teacher: Teacher, rows: list[dict], k: int, cache_dir: Pat
     with torch.no_grad():
         for start in order:
             batch = rows[start:start + batch_size]
-            ids, mask, labels = _pad(batch, 0)
+            ids, mask, labels = pad_rows(batch, 0)
             logits = model(input_ids=ids.to(device), attention_mask=mask.to(device)).logits[:, :-1]
             for i, row in enumerate(batch):
                 keep = response_mask(labels[i:i + 1])[0].to(device)
@@ -262,21 +262,6 @@ def teacher_answers(teacher: Teacher, examples: list[Example], tokenizer, prompt
 
 
 # ---------------------------------------------------------------- helpers
-
-def _pad(batch: list[dict], pad_id: int):
-    import torch
-
-    width = max(len(b["input_ids"]) for b in batch)
-    ids = torch.full((len(batch), width), pad_id, dtype=torch.long)
-    labels = torch.full((len(batch), width), IGNORE_INDEX, dtype=torch.long)
-    mask = torch.zeros((len(batch), width), dtype=torch.long)
-    for i, b in enumerate(batch):
-        n = len(b["input_ids"])
-        ids[i, :n] = torch.tensor(b["input_ids"])
-        labels[i, :n] = torch.tensor(b["labels"])
-        mask[i, :n] = 1
-    return ids, mask, labels
-
 
 def _key(obj) -> str:
     return hashlib.sha256(json.dumps(obj, sort_keys=True).encode()).hexdigest()

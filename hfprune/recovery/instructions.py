@@ -96,3 +96,19 @@ def tokenize_example(ex: Example, tokenizer, max_length: int, prompt_style: str 
     ids = (prompt_ids + response_ids)[:max_length]
     labels = ([IGNORE_INDEX] * len(prompt_ids) + response_ids)[:max_length]
     return {"input_ids": ids, "labels": labels}
+
+
+def pad_rows(batch: list[dict], pad_id: int):
+    """(input_ids, attention_mask, labels) tensors of tokenized rows, right-padded to the longest (labels -100)."""
+    import torch
+
+    width = max(len(b["input_ids"]) for b in batch)
+    ids = torch.full((len(batch), width), pad_id, dtype=torch.long)
+    labels = torch.full((len(batch), width), IGNORE_INDEX, dtype=torch.long)
+    mask = torch.zeros((len(batch), width), dtype=torch.long)
+    for i, b in enumerate(batch):
+        n = len(b["input_ids"])
+        ids[i, :n] = torch.tensor(b["input_ids"])
+        labels[i, :n] = torch.tensor(b["labels"])
+        mask[i, :n] = 1
+    return ids, mask, labels

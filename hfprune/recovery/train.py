@@ -27,7 +27,13 @@ from ..workdir import (
     remove_hfprune_folder,
     staged_folder,
 )
-from .instructions import IGNORE_INDEX, load_examples, resolve_dataset, tokenize_example
+from .instructions import (
+    IGNORE_INDEX,
+    load_examples,
+    pad_rows,
+    resolve_dataset,
+    tokenize_example,
+)
 
 
 def base_method(method: str) -> str:
@@ -132,8 +138,9 @@ def recover(model_path: str | Path, output: str | Path, options: RecoverOptions,
             p.data = p.data.float()
 
     steps, warmup, warnings = schedule(options, len(rows))
+    prefix, prefix_note = _prefix_cache(model, options, config, train_layers, rows)
     tracker, resumed_from = _train(model, tokenizer, rows, options, warmup, ckpt_dir, resume, progress,
-                                   _stop_after_steps, kd)
+                                   _stop_after_steps, kd, prefix)
     losses = tracker.losses
     if len(losses) >= 2:
         k = max(1, len(losses) // 10)  # per-step losses are noisy: compare the first and last tenth of the run
@@ -144,6 +151,14 @@ def recover(model_path: str | Path, output: str | Path, options: RecoverOptions,
     run = {"optimizer_steps": steps, "warmup_steps": warmup, "lr": options.lr, "prompt": prompt,
            "examples": len(rows), "tokens": tracker.tokens, "first_loss": losses[0] if losses else None,
            "last_loss": losses[-1] if losses else None, "warnings": warnings}
+    if torch.cuda.is_available():
+        run["peak_cuda_bytes"] = torch.cuda.max_memory_allocated()
+    if method == "partial":
+        run["frozen_prefix_cache"] = ({"layers": prefix.first, "replayed_batches": prefix.replayed,
+                                       "computed_batches": prefix.computed, "bytes": prefix.bytes}
+                                      if prefix is not None else {"off": prefix_note})
+        if prefix is not None:
+            prefix.close()
     if teacher is not None:
         run["teacher"] = teacher.label
         run["objective"] = (f"KL(teacher || student), T={options.kd_temperature:g}"
@@ -323,20 +338,46 @@ def _teacher_signal(teacher, rows, o: RecoverOptions, cache_dir: Path, dtype, pr
     return _TeacherSignal(load_teacher(teacher, dtype, o.trust_remote_code), None, o.kd_temperature, o.kd_alpha)
 
 
-def _trainer_class(kd: _TeacherSignal | None):
-    """transformers' Trainer, or one whose loss is the distillation objective of hfprune.recovery.distill."""
+def _prefix_cache(model, o: RecoverOptions, config: dict, train_layers, rows):
+    """(FrozenPrefixCache or None, why) for this run."""
+    from .prefix_cache import FrozenPrefixCache, prefix_cache_plan
+
+    if base_method(o.method) != "partial":
+        return None, "not partial fine-tuning"
+    dec = config.get("text_config") or config
+    frozen = next((p for p in model.parameters() if not p.requires_grad), None)
+    first, why = prefix_cache_plan(dec, train_layers, o.epochs, o.max_steps,
+                                   sum(len(r["input_ids"]) for r in rows), int(dec.get("hidden_size") or 0),
+                                   frozen.element_size() if frozen is not None else 4,
+                                   int(o.prefix_cache_gib * 2**30))
+    return (FrozenPrefixCache(model, first), why) if first else (None, why)
+
+
+def _trainer_class(kd: _TeacherSignal | None, prefix=None):
+    """transformers' Trainer, or one that replays the frozen prefix and/or whose loss is the distillation
+    objective of hfprune.recovery.distill."""
+    import contextlib
+
     from transformers import Trainer
 
-    if kd is None:
+    if kd is None and prefix is None:
         return Trainer
 
-    class DistillTrainer(Trainer):
+    class HfpruneTrainer(Trainer):
         def compute_loss(self, model, inputs, return_outputs=False, num_items_in_batch=None):
+            row_ids = inputs.pop("row_ids")
+            replay = (prefix.batch(row_ids, inputs["attention_mask"]) if prefix is not None
+                      else contextlib.nullcontext())
+            with replay:
+                if kd is None:
+                    return super().compute_loss(model, inputs, return_outputs, num_items_in_batch)
+                return self._distill(model, inputs, row_ids, return_outputs, num_items_in_batch)
+
+        def _distill(self, model, inputs, row_ids, return_outputs, num_items_in_batch):
             import torch
 
             from .distill import distill_loss, response_mask
 
-            row_ids = inputs.pop("row_ids")
             labels = inputs.pop("labels")
             outputs = model(**inputs)
             if kd.store is not None:
@@ -354,11 +395,11 @@ def _trainer_class(kd: _TeacherSignal | None):
                 loss = loss * self.accelerator.num_processes  # as Trainer does for its token-averaged CE
             return (loss, outputs) if return_outputs else loss
 
-    return DistillTrainer
+    return HfpruneTrainer
 
 
 def _train(model, tokenizer, rows, o: RecoverOptions, warmup: int, ckpt_dir: Path, resume: bool, progress: bool,
-           stop_after: int | None, kd: _TeacherSignal | None = None):
+           stop_after: int | None, kd: _TeacherSignal | None = None, prefix=None):
     import torch
     from transformers import TrainerCallback, TrainingArguments
 
@@ -366,19 +407,10 @@ def _train(model, tokenizer, rows, o: RecoverOptions, warmup: int, ckpt_dir: Pat
 
     class Collator:
         def __call__(self, batch):
-            width = max(len(b["input_ids"]) for b in batch)
-            pad = tokenizer.pad_token_id
-            ids = torch.full((len(batch), width), pad, dtype=torch.long)
-            labels = torch.full((len(batch), width), IGNORE_INDEX, dtype=torch.long)
-            mask = torch.zeros((len(batch), width), dtype=torch.long)
-            for i, b in enumerate(batch):
-                n = len(b["input_ids"])
-                ids[i, :n] = torch.tensor(b["input_ids"])
-                labels[i, :n] = torch.tensor(b["labels"])
-                mask[i, :n] = 1
+            ids, mask, labels = pad_rows(batch, tokenizer.pad_token_id)
             tracker.tokens += int(mask.sum())
             out = {"input_ids": ids, "labels": labels, "attention_mask": mask}
-            if kd is not None:
+            if kd is not None or prefix is not None:
                 out["row_ids"] = torch.tensor([b["row"] for b in batch])
             return out
 
@@ -416,7 +448,7 @@ def _train(model, tokenizer, rows, o: RecoverOptions, warmup: int, ckpt_dir: Pat
     )
     ckpt_dir.mkdir(parents=True, exist_ok=True)
     (ckpt_dir / CHECKPOINTS_MARKER).write_text("training checkpoints written by hfprune recover\n")
-    trainer = _trainer_class(kd)(model=model, args=args, train_dataset=rows, data_collator=Collator(), callbacks=[Progress()])
+    trainer = _trainer_class(kd, prefix)(model=model, args=args, train_dataset=rows, data_collator=Collator(), callbacks=[Progress()])
     last = last_complete_checkpoint(ckpt_dir, remove_incomplete=True) if resume else None
     trainer.train(resume_from_checkpoint=str(last) if last else None)
     return tracker, (last.name if last else None)

@@ -1,0 +1,89 @@
+"""Partial fine-tuning's frozen prefix, computed once per training row and replayed in later epochs.
+
+With lm_head, the final norm and the last k layers trained, the output of the frozen layers before the first
+trained one is the same every time a row is seen. The first time, the prefix runs as usual and its output at the
+row's real (non-padding) positions is kept; every later batch whose rows are all kept skips the prefix: its layers
+return the stored residual stream, assembled for that batch (padding positions are zeros, which a real token never
+attends to under right padding and causal attention). The result equals the plain run: the stored tensors are
+the ones the prefix computed, in the compute dtype.
+"""
+
+from __future__ import annotations
+
+import contextlib
+
+
+class FrozenPrefixCache:
+    """Per-row outputs of decoder layers [0, first) of `model`, replayed when a whole batch is cached."""
+
+    def __init__(self, model, first: int):
+        from ..scoring.forward import decoder_of
+
+        self.layers = decoder_of(model).layers
+        self.first = first
+        self.store: dict[int, object] = {}
+        self.bytes = 0
+        self.replayed = 0  # batches whose prefix was skipped
+        self.computed = 0
+        self._pending: tuple[list[int], list[int]] | None = None
+        self._hook = self.layers[first - 1].register_forward_hook(self._capture)
+
+    def _capture(self, module, args, output):
+        if self._pending is None:
+            return
+        rows, lengths = self._pending
+        hidden = output[0] if isinstance(output, tuple) else output
+        for i, (row, n) in enumerate(zip(rows, lengths)):
+            if row not in self.store:
+                kept = hidden[i, :n].detach().clone()
+                self.store[row] = kept
+                self.bytes += kept.numel() * kept.element_size()
+
+    @contextlib.contextmanager
+    def batch(self, row_ids, attention_mask):
+        """Run one micro-batch: replay the prefix when every row is stored, else compute it and store new rows."""
+        import torch
+
+        rows = [int(r) for r in row_ids]
+        lengths = [int(n) for n in attention_mask.sum(dim=1)]
+        patched = []
+        if all(r in self.store for r in rows):
+            first = self.store[rows[0]]
+            hidden = torch.zeros(len(rows), attention_mask.shape[1], first.shape[-1], dtype=first.dtype,
+                                 device=first.device)
+            for i, (row, n) in enumerate(zip(rows, lengths)):
+                hidden[i, :n] = self.store[row]
+            for layer in self.layers[: self.first]:
+                layer.forward = lambda *a, **k: hidden
+                patched.append(layer)
+            self.replayed += 1
+        else:
+            self._pending = (rows, lengths)
+            self.computed += 1
+        try:
+            yield
+        finally:
+            self._pending = None
+            for layer in patched:
+                layer.__dict__.pop("forward", None)
+
+    def close(self) -> None:
+        self._hook.remove()
+        self.store.clear()
+
+
+def prefix_cache_plan(model_config: dict, train_layers: list[int] | None, epochs: float, max_steps: int,
+                      tokens: int, hidden_size: int, bytes_per_value: int, limit_bytes: int) -> tuple[int, str]:
+    """(first trained layer to cache up to, or 0 for no cache; why) for a partial run."""
+    if not train_layers or min(train_layers) == 0:
+        return 0, "no frozen prefix (the first layer is trained)"
+    if epochs <= 1 and max_steps <= 0:
+        return 0, "one epoch: every row is seen once, nothing to replay"
+    dropout = [k for k, v in model_config.items() if "dropout" in k and isinstance(v, (int, float)) and v > 0]
+    if dropout:
+        return 0, f"the frozen layers use dropout ({dropout[0]}), so their output differs each time"
+    need = tokens * hidden_size * bytes_per_value
+    if need > limit_bytes:
+        return 0, (f"the cache would take {need / 2**30:.1f} GiB, more than the {limit_bytes / 2**30:.1f} GiB "
+                   "allowed (--prefix-cache-gib)")
+    return min(train_layers), f"{need / 2**20:.0f} MiB for {tokens:,} tokens"
