@@ -82,3 +82,17 @@ def test_dry_run_from_hub_reads_headers_only(hub, tmp_path):
                    if r.startswith("GET") and "resolve" in r and r.split(" ")[1].endswith(".safetensors")]
     assert weight_gets and all(" range=bytes=" in r for r in weight_gets), weight_gets  # header ranges only
     assert not list((tmp_path / "hf-cache").rglob("*.safetensors"))
+
+
+def test_a_push_run_records_the_real_source_in_scores_json(hub, tmp_path):
+    """Typed artifacts between stages: the pipeline hands score() its resolved Source, so scores.json names the
+    Hub repo and commit (it once recorded a source of all nulls)."""
+    from hfprune.tiny import build_tiny_checkpoint
+
+    sha = hub.add_repo("org/scored", build_tiny_checkpoint(tmp_path / "repo", "llama", num_layers=4))
+    proc = _cli(hub, "push", "org/scored@main", "--metric", "magnitude-l2", "--remove", "1", "--no-push",
+                "--work-dir", tmp_path / "w", "--tasks", "hfprune_demo_mc", "--limit", "2", "--no-progress")
+    assert proc.returncode == 0, proc.stderr
+    scores = json.loads((tmp_path / "w" / "scores.json").read_text())
+    assert scores["source"] == {"repo_id": "org/scored", "revision": "main", "sha": sha}
+    assert json.loads((tmp_path / "w" / "plan.json").read_text())["metric"] == "magnitude-l2"
