@@ -156,7 +156,9 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--metric", help="choose the layers with this metric (see hfprune score)")
     p.add_argument("--remove", type=int, metavar="N", help="with --metric: how many layers (finercut: sub-blocks)")
     _add_calibration_options(p, ("data", "samples", "seq_len", "seed", "distance", "iterative_step"))
-    p.add_argument("--recover", choices=["partial", "lora", "qlora", "partial-kd", "lora-kd", "none"],
+    from .settings import RECOVERY_METHODS
+
+    p.add_argument("--recover", choices=[*RECOVERY_METHODS, "none"],
                    help="recovery method (default: none); *-kd distils from the dense source")
     p.add_argument("--dataset", help="recovery data: alpaca, dolly, a Hub id or a local .json/.jsonl")
     _add_recovery_flags(p)
@@ -185,7 +187,7 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--remove", type=int, required=True, metavar="N", help="layers to remove (finercut: sub-blocks)")
     p.add_argument("--metrics", required=True, metavar="LIST", help="comma list, e.g. reverse-order,block-influence")
     p.add_argument("--recover", default="none", metavar="LIST",
-                   help="comma list of none, partial, lora, qlora (default: %(default)s)")
+                   help=f"comma list of none, {', '.join(RECOVERY_METHODS)} (default: %(default)s)")
     p.add_argument("--recipe", metavar="YAML", help="hyper-parameters (recover:, eval:, prune: data/samples...)")
     _add_calibration_options(p, ("data", "samples", "seq_len", "seed", "distance"))
     p.add_argument("--dataset", help="recovery data: alpaca, dolly, a Hub id or a local .json/.jsonl")

@@ -59,7 +59,7 @@ class RecoverOptions(_Strict):
     """Training recipe. Defaults are the seed paper's (AdamW, lr 1e-5, batch 64, 2 epochs; warm-up scaled to the
     run) except where they fail on real checkpoints (see bench/RESULTS.md). It is also a recipe's `recover:`."""
 
-    method: Literal["partial", "lora", "qlora", "partial-kd", "lora-kd"] = Field(
+    method: Literal[RECOVERY_METHODS] = Field(
         default="partial", description="partial-layer fine-tuning, LoRA, or QLoRA (CUDA + bitsandbytes); *-kd: the "
                                        "same parameters trained to match the dense teacher's next-token "
                                        "distributions")
@@ -184,7 +184,7 @@ class PruneSection(CalibrationSettings):
 class RecoverSection(RecoverOptions):
     """RecoverOptions, plus "none" (no recovery, the default in a recipe)."""
 
-    method: Literal["partial", "lora", "qlora", "partial-kd", "lora-kd", "none"] = "none"
+    method: Literal[RECOVERY_METHODS + ("none",)] = "none"
 
     def options(self) -> RecoverOptions:
         """The settings `recover` runs with (method is not none)."""

@@ -14,14 +14,15 @@ from dataclasses import dataclass, field
 from pathlib import Path
 
 from .errors import OutputExistsError, RecipeError, UnsafeOutputError
-from .settings import RECOVERY_METHODS, Recipe
+from .settings import RECOVERY_METHODS as _METHODS
+from .settings import Recipe
 from .workdir import check_not_input, write_json, write_text
 
 SWEEP_FILE = "sweep.json"
 RESULTS_JSON = "results.json"
 RESULTS_MD = "results.md"
 SWEEP_MARKER = ".hfprune-workdir"
-RECOVERY_METHODS = ("none",) + RECOVERY_METHODS
+RECOVERY_METHODS = ("none",) + _METHODS
 
 
 @dataclass
