@@ -48,6 +48,8 @@ class Architecture:
     mlp_returns_tuple: bool = False
     # Why no sub-block can be skipped with the shipped modeling file (None: they can).
     no_skips: str | None = None
+    # The model's loop reads `layer(...)[0]` (Falcon-H1): a bypassed layer must return a tuple too.
+    layer_returns_tuple: bool = False
 
     @property
     def attention_module(self) -> str:
@@ -114,6 +116,7 @@ _FALCON_H1 = Architecture(
                       "sub-block removal of the seed papers",
     no_skips="the skip-map modeling file does not restore Falcon-H1's non-persistent muP buffers yet (its outputs "
              "were NaN in hfprune's exactness test)",
+    layer_returns_tuple=True,
 )
 # Llama 4 text: MoE (`feed_forward`) on some layers, chunked attention and NoPE layers by pattern.
 _LLAMA4 = Architecture("llama4_text", mlp=("feed_forward", "post_attention_layernorm"),

@@ -42,8 +42,9 @@ def _zero_mlp_pair(*args, **kwargs):
     return _zero_mlp(*args, **kwargs), None
 
 
-def _identity_layer(*args, **kwargs):
-    return _hidden(args, kwargs)
+def layer_result(arch: Architecture, hidden):
+    """What a bypassed layer returns: the hidden state, in a tuple where the model's loop indexes the output."""
+    return (hidden,) if arch.layer_returns_tuple else hidden
 
 
 class LayerStack:
@@ -68,7 +69,7 @@ class LayerStack:
 
         try:
             for i in drop:
-                patch(self.layers[i], _identity_layer)
+                patch(self.layers[i], lambda *a, **k: layer_result(self.arch, _hidden(a, k)))
             for i in skip_attention:
                 patch(getattr(self.layers[i], self.arch.attention_module), _zero_attention)
             for i in skip_mlp:
@@ -77,7 +78,7 @@ class LayerStack:
                       else _zero_mlp)
             if replay_from is not None:
                 for i in range(replay_from):
-                    patch(self.layers[i], lambda *a, **k: hidden_in)
+                    patch(self.layers[i], lambda *a, **k: layer_result(self.arch, hidden_in))
             yield self
         finally:
             for module in patched:

@@ -28,6 +28,10 @@ class ScoreInputs:
     seed: int = 0
     cached: bool = True
     progress: bool = False
+    streamed: object = None  # Streamed: layer-by-layer scoring of a model that stays on disk
+
+    def stream_bar(self, desc: str):
+        return lambda iterable: self.bar(iterable, f"{desc} (layer by layer)")
 
     def candidates(self) -> list[int]:
         return [i for i in range(self.num_layers) if i not in self.removed]
@@ -93,6 +97,11 @@ def _ppl(inp: ScoreInputs):
     """Perplexity with each single layer removed (on top of layers already removed)."""
     import torch
 
+    if inp.streamed is not None:
+        from . import streaming
+
+        s = inp.streamed
+        return streaming.ppl(s.model, s.batches, inp.removed, s.budget, bar=inp.stream_bar("ppl"))
     stack, removed = inp.stack, set(inp.removed)
     nll = {i: 0.0 for i in inp.candidates()}
     tokens = 0
@@ -119,6 +128,11 @@ def _block_influence(inp: ScoreInputs):
     """ShortGPT's BI: 1 - mean cosine(layer input, layer output) over tokens, from one forward per batch."""
     import torch
 
+    if inp.streamed is not None:
+        from . import streaming
+
+        s = inp.streamed
+        return streaming.block_influence(s.model, s.batches, inp.removed, bar=inp.stream_bar("block-influence"))
     sums = [0.0] * inp.num_layers
     count = 0
     with torch.no_grad():
@@ -134,6 +148,10 @@ def _taylor(inp: ScoreInputs):
     """Sum over a layer's weights of |dL/dW * W| for the LM loss on the calibration data."""
     import torch
 
+    if inp.streamed is not None:
+        raise PlanError("taylor needs gradients through the whole model, which layer-by-layer scoring does not "
+                        "compute; score it in memory (--stream off) or pick block-influence, angular, ppl or "
+                        "finercut")
     model = inp.stack.model
     model.zero_grad(set_to_none=True)
     for ids in inp.bar(inp.batches, "taylor"):
@@ -164,6 +182,11 @@ def angular_distances(inp: ScoreInputs, block: int) -> list[float | None]:
     n = inp.num_layers
     if block < 1 or block > n - 1:
         raise PlanError(f"angular: block size {block} must be between 1 and {n - 1} (the final layer is kept)")
+    if inp.streamed is not None:
+        from . import streaming
+
+        s = inp.streamed
+        return streaming.angular_distances(s.model, s.batches, block, bar=inp.stream_bar("angular"))
     sums = [0.0] * n
     count = 0
     with torch.no_grad():
@@ -204,17 +227,13 @@ def finercut_candidate_layers(num_layers: int, remove: int) -> list[int]:
     return list(range(num_layers))
 
 
-def finercut(inp: ScoreInputs, remove: int, distance: str = "js") -> list[dict]:
-    """Greedy removal of `remove` sub-blocks; returns one record per step with every candidate's distance."""
-    import torch
-
-    n = inp.num_layers
-    stack = inp.stack
-    if stack is not None and stack.arch.no_skips:
-        raise PlanError(f"finercut removes sub-blocks, which this model cannot lose ({stack.arch.no_skips}); "
+def finercut_plan_blocks(arch, n: int, remove: int) -> tuple[tuple[str, ...], list[int]]:
+    """The sub-block kinds FinerCut may remove on this architecture and the layers it searches."""
+    if arch is not None and arch.no_skips:
+        raise PlanError(f"finercut removes sub-blocks, which this model cannot lose ({arch.no_skips}); "
                         "use a layer metric")
     # architectures whose attention cannot be skipped exactly (hybrid mixers) offer their FFNs only
-    blocks = ("mlp",) if stack is not None and stack.arch.no_attention_skip else ("attention", "mlp")
+    blocks = ("mlp",) if arch is not None and arch.no_attention_skip else ("attention", "mlp")
     per_layer = len(blocks)
     if remove < 1 or remove >= per_layer * n:
         raise PlanError(f"finercut: --remove {remove} sub-blocks must be between 1 and {per_layer * n - 1} "
@@ -222,6 +241,22 @@ def finercut(inp: ScoreInputs, remove: int, distance: str = "js") -> list[dict]:
     allowed = finercut_candidate_layers(n, remove) if per_layer == 2 else list(range(n))
     if remove > per_layer * len(allowed):
         raise PlanError(f"finercut: only {per_layer * len(allowed)} candidate sub-blocks for --remove {remove}")
+    return blocks, allowed
+
+
+def finercut(inp: ScoreInputs, remove: int, distance: str = "js") -> list[dict]:
+    """Greedy removal of `remove` sub-blocks; returns one record per step with every candidate's distance."""
+    import torch
+
+    n = inp.num_layers
+    stack = inp.stack
+    if inp.streamed is not None:
+        from . import streaming
+
+        st = inp.streamed
+        return streaming.finercut(st.model, st.batches, remove, distance, st.budget, bar=inp.stream_bar("finercut"),
+                                  step_bar=lambda it: inp.bar(it, "finercut steps", total=remove))
+    blocks, allowed = finercut_plan_blocks(stack.arch if stack is not None else None, n, remove)
     attn: set[int] = set()
     mlp: set[int] = set()
     steps = []

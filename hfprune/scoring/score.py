@@ -7,6 +7,7 @@ so rerunning with the same inputs is instant.
 from __future__ import annotations
 
 import hashlib
+import sys
 import json
 from dataclasses import dataclass
 from pathlib import Path
@@ -96,22 +97,36 @@ def _run(src: Source, ckpt: Checkpoint, options: ScoreOptions, data: str | None,
     n = ckpt.num_layers
     calib: Calibration | None = None
     inputs = ScoreInputs(num_layers=n, checkpoint=ckpt, seed=options.seed, cached=not naive, progress=progress)
+    streamed = False
     if metric.needs_model:
         texts = load_texts(data)  # bad data fails before the model is loaded
-        model, tokenizer = _load_model(src.path, options)
-        from .forward import LayerStack
+        streamed = _should_stream(options, ckpt, progress)
+        if streamed:
+            from .streaming import Streamed, StreamedModel, default_budget
 
-        calib = load_calibration(data, tokenizer, samples=options.samples, seq_len=options.seq_len,
-                                 seed=options.seed, texts=texts)
-        device = next(model.parameters()).device
-        ids = calib.input_ids.to(device)
-        inputs.stack = LayerStack(model, ckpt.arch)
-        inputs.batches = list(ids.split(options.batch_size))
+            tokenizer = _load_tokenizer(src.path, options)
+            calib = load_calibration(data, tokenizer, samples=options.samples, seq_len=options.seq_len,
+                                     seed=options.seed, texts=texts)
+            model = StreamedModel(src.path, ckpt, options.dtype, options.trust_remote_code, _stream_device(),
+                                  needs_logits=options.metric in ("ppl", "finercut"))
+            batches = model.prepare(list(calib.input_ids.split(options.batch_size)))
+            inputs.streamed = Streamed(model, batches, default_budget())
+        else:
+            model, tokenizer = _load_model(src.path, options)
+            from .forward import LayerStack
+
+            calib = load_calibration(data, tokenizer, samples=options.samples, seq_len=options.seq_len,
+                                     seed=options.seed, texts=texts)
+            device = next(model.parameters()).device
+            ids = calib.input_ids.to(device)
+            inputs.stack = LayerStack(model, ckpt.arch)
+            inputs.batches = list(ids.split(options.batch_size))
     record: dict = {"format": SCORES_FORMAT, "version": 1, "hfprune_version": __version__,
                     "metric": options.metric, "source": src.provenance(),
                     "num_layers": n, "remove": options.remove,
                     "data": calib.describe() if calib else None,
-                    "mode": "iterative" if options.iterative_step else "one-shot"}
+                    "mode": "iterative" if options.iterative_step else "one-shot",
+                    "layer_by_layer": streamed}
     if metric.kind == "layer":
         step = options.iterative_step or options.remove
         removed: list[int] = []
@@ -144,21 +159,60 @@ def _run(src: Source, ckpt: Checkpoint, options: ScoreOptions, data: str | None,
     return record
 
 
+def _check_dtype(options: ScoreOptions) -> None:
+    if options.dtype not in ("auto", "float32", "bfloat16", "float16"):
+        raise PlanError(f"--dtype {options.dtype}: choose float32, bfloat16, float16 or auto")
+
+
+def _should_stream(options: ScoreOptions, ckpt: Checkpoint, progress: bool) -> bool:
+    """--stream on/off as given; auto streams when the whole model would not fit in the memory left."""
+    from .streaming import STREAMED_METRICS, available_memory, in_memory_bytes
+
+    _check_dtype(options)
+    if options.stream == "off":
+        return False
+    if options.stream == "on":
+        if options.metric not in STREAMED_METRICS:
+            raise PlanError(f"--stream on scores {', '.join(STREAMED_METRICS)} layer by layer; {options.metric} needs "
+                            "the whole model in memory (--stream off)")
+        if options.device_map:
+            raise PlanError("--stream on and --device-map exclude each other: give one")
+        return True
+    if options.device_map or options.metric not in STREAMED_METRICS:
+        return False
+    size = {"float32": 4, "bfloat16": 2, "float16": 2}.get(options.dtype)
+    need, free = in_memory_bytes(ckpt, size), available_memory()
+    if need <= free:
+        return False
+    if progress:
+        print(f"the model needs ~{need / 2**30:.1f} GiB in memory and {free / 2**30:.1f} GiB is free: scoring it "
+              "layer by layer (--stream off to load it whole)", file=sys.stderr)
+    return True
+
+
+def _stream_device() -> str:
+    import torch
+
+    return "cuda" if torch.cuda.is_available() else "cpu"
+
+
+def _load_tokenizer(path: Path, options: ScoreOptions):
+    try:
+        return load_tokenizer(path, options.trust_remote_code)
+    except (OSError, ValueError):
+        raise DataError(f"{path} has no tokenizer; data-driven metrics need the checkpoint's tokenizer") from None
+
+
 def _load_model(path: Path, options: ScoreOptions):
     import torch
 
-    if options.dtype not in ("auto", "float32", "bfloat16", "float16"):
-        raise PlanError(f"--dtype {options.dtype}: choose float32, bfloat16, float16 or auto")
+    _check_dtype(options)
     dtype = "auto" if options.dtype == "auto" else getattr(torch, options.dtype)
     kwargs = {"dtype": dtype}
     if options.device_map:
         kwargs["device_map"] = options.device_map
     model = load_model(path, options.trust_remote_code, **kwargs).eval()
-    try:
-        tokenizer = load_tokenizer(path, options.trust_remote_code)
-    except (OSError, ValueError):
-        raise DataError(f"{path} has no tokenizer; data-driven metrics need the checkpoint's tokenizer") from None
-    return model, tokenizer
+    return model, _load_tokenizer(path, options)
 
 
 def _cache_key(src: Source, options: ScoreOptions, data: str | None, naive: bool) -> str:
@@ -166,6 +220,8 @@ def _cache_key(src: Source, options: ScoreOptions, data: str | None, naive: bool
     if data is not None:
         p = Path(data).expanduser()
         data_id = hashlib.sha256(p.read_bytes()).hexdigest() if p.is_file() else data
-    blob = json.dumps({"v": __version__, "source": src.identity(), "options": options.model_dump(), "data": data_id,
+    # how the scores are computed (in memory or layer by layer) does not change them, so it is not part of the key
+    blob = json.dumps({"v": __version__, "source": src.identity(), "options": options.model_dump(exclude={"stream"}),
+                       "data": data_id,
                        "naive": naive}, sort_keys=True, default=str)
     return hashlib.sha256(blob.encode()).hexdigest()[:24]

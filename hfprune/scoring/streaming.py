@@ -1,0 +1,494 @@
+"""Layer-streaming scoring: a model larger than memory is scored one decoder layer at a time.
+
+The model is built with its decoder layers' parameters on the meta device; embeddings, final norm and head are
+read from the checkpoint. One capture forward per calibration batch records what the model's own loop passes to
+each layer (attention masks, position embeddings: per layer, so sliding-window and local/global RoPE layers get
+theirs). Then, layer-major: layer i's tensors are read from the safetensors files with plain reads (no mmap, so an
+address-space cap holds), every batch's residual stream goes through it, the metric records what it needs, and
+the layer is freed. The final norm, head and soft-capping run through the model's own forward with every layer
+replaying the stream's end. Peak memory: one layer + the residual streams + embeddings/head, whatever the depth.
+
+Metrics that need the output with a block removed (ppl, finercut) carry one extra stream per candidate; when those
+streams do not fit in the stream budget the candidates are split into groups, one pass over the layers each.
+Every layer sees exactly the inputs it sees in the in-memory path, so scores, and the choice, are the same.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import math
+import os
+from dataclasses import dataclass, field
+from pathlib import Path
+
+from ..disk.checkpoint import Checkpoint
+from ..errors import CheckpointError, PlanError
+from .forward import _zero_attention, _zero_mlp, _zero_mlp_pair, decoder_of, layer_result
+
+_TORCH_DTYPES = {"F32": "float32", "F16": "float16", "BF16": "bfloat16", "F64": "float64", "I64": "int64",
+                 "I32": "int32", "I16": "int16", "I8": "int8", "U8": "uint8", "BOOL": "bool"}
+STREAMED_METRICS = ("block-influence", "angular", "ppl", "finercut")
+
+
+# ---------------------------------------------------------------- memory: does the model fit?
+
+def available_memory() -> int:
+    """Bytes this process can still allocate: MemAvailable, capped by a cgroup limit and an address-space limit."""
+    import resource
+
+    limits = []
+    try:
+        with open("/proc/meminfo") as f:
+            for line in f:
+                if line.startswith("MemAvailable:"):
+                    limits.append(int(line.split()[1]) * 1024)
+    except OSError:
+        pass
+    try:
+        cg = Path("/sys/fs/cgroup")
+        raw = (cg / "memory.max").read_text().strip()
+        if raw != "max":
+            limits.append(int(raw) - int((cg / "memory.current").read_text()))
+    except (OSError, ValueError):
+        pass
+    soft, _ = resource.getrlimit(resource.RLIMIT_AS)
+    if soft != resource.RLIM_INFINITY:
+        limits.append(soft - _address_space_used())
+    return max(0, min(limits)) if limits else 1 << 62
+
+
+def _address_space_used() -> int:
+    try:
+        with open("/proc/self/status") as f:
+            for line in f:
+                if line.startswith("VmSize:"):
+                    return int(line.split()[1]) * 1024
+    except OSError:
+        pass
+    return 0
+
+
+def in_memory_bytes(ckpt: Checkpoint, dtype_bytes: int | None) -> int:
+    """What loading the whole model for scoring takes: its weights at the scoring dtype plus a third for
+    activations and the loader's transient copies (measured 1.39x for block-influence in bf16)."""
+    total = 0
+    for t in ckpt.tensors():
+        from ..disk.safetensors_io import DTYPE_BYTES
+
+        own = DTYPE_BYTES[t.dtype]
+        total += t.numel * (dtype_bytes or own) if t.dtype in ("F32", "F16", "BF16", "F64") else t.nbytes
+    return int(total * 1.35)
+
+
+def _release_freed_memory() -> None:
+    """Give a freed layer's pages back to the system: glibc keeps freed chunks below its mmap threshold (up to
+    32 MiB, so a small model's tensors) in its arenas, and the process would grow by up to a layer per thread."""
+    try:
+        import ctypes
+
+        ctypes.CDLL("libc.so.6").malloc_trim(0)
+    except (OSError, AttributeError):
+        pass  # not glibc: nothing to do
+
+
+# ---------------------------------------------------------------- the streamed model
+
+@dataclass
+class _Call:
+    """What the model's loop passed to one layer for one batch (hidden state excluded)."""
+
+    args: tuple
+    kwargs: dict
+
+
+@dataclass
+class StreamBatch:
+    ids: object  # LongTensor [b, T]
+    embedded: object = None  # layer 0's input
+    calls: list[_Call] = field(default_factory=list)
+
+
+class StreamedModel:
+    """A causal LM whose decoder layers stay on disk until one is needed."""
+
+    def __init__(self, folder: str | Path, ckpt: Checkpoint, dtype: str = "float32", trust_remote_code: bool = False,
+                 device: str = "cpu", needs_logits: bool = True):
+        import torch
+        from accelerate import init_empty_weights
+        from transformers import AutoConfig, AutoModelForCausalLM
+
+        from ..disk.remote_code import model_trust
+
+        self.ckpt = ckpt
+        self.arch = ckpt.arch
+        self.device = torch.device(device)
+        trust = model_trust(folder, trust_remote_code)
+        config = AutoConfig.from_pretrained(folder, trust_remote_code=trust)
+        if dtype == "auto":
+            dtype = str(getattr(config, "torch_dtype", None) or getattr(config, "dtype", None) or "float32")
+            dtype = dtype.replace("torch.", "")
+        self.dtype = getattr(torch, dtype)
+        with init_empty_weights(include_buffers=False):  # buffers (RoPE frequencies) are computed, so keep them
+            model = AutoModelForCausalLM.from_config(config, trust_remote_code=trust, dtype=self.dtype)
+        self.model = model.eval()
+        self.layers = decoder_of(model).layers
+        self._files = {name: (f.path, info) for f in ckpt.files for name, info in f.tensors.items()}
+        module_names = {id(m): n for n, m in model.named_modules()}
+        self._layer_prefix = [module_names[id(layer)] + "." for layer in self.layers]
+        self.needs_logits = needs_logits
+        head = model.get_output_embeddings()
+        self._head = None if head is None or head.weight is model.get_input_embeddings().weight else head
+        self._check_names()
+        self._load_outside_layers()
+
+    def _check_names(self) -> None:
+        text_config = self.model.config.get_text_config()
+        tied = set(getattr(self.model, "_tied_weights_keys", None) or ()) \
+            if getattr(text_config, "tie_word_embeddings", False) else set()
+        missing = [n for n, _ in self.model.named_parameters(remove_duplicate=False)
+                   if n not in self._files and n not in tied]
+        if missing:
+            raise CheckpointError(
+                f"layer streaming cannot find {missing[0]} in the checkpoint ({len(missing)} model tensors are "
+                "named differently on disk: transformers renames or fuses them while loading this architecture); "
+                "score in memory instead (--stream off) on a machine that holds the model")
+
+    @staticmethod
+    def _named_tensors(module):
+        yield from module.named_parameters(remove_duplicate=False)
+        for name, buf in module.named_buffers(remove_duplicate=False):
+            yield name, buf
+
+    def _read(self, name: str):
+        """One tensor from its file with a plain read, converted to the scoring dtype if floating."""
+        import torch
+
+        path, info = self._files[name]
+        raw = torch.empty(info.nbytes, dtype=torch.uint8)
+        with open(path, "rb") as f:
+            f.seek(info.begin)
+            if f.readinto(raw.numpy()) != info.nbytes:
+                raise CheckpointError(f"{Path(path).name} ended early while reading {name}; the file is truncated")
+        t = raw.view(getattr(torch, _TORCH_DTYPES[info.dtype])).reshape(info.shape)
+        if t.is_floating_point() and t.dtype != self.dtype:
+            t = t.to(self.dtype)
+        return t.to(self.device)
+
+    def _set(self, module, prefix: str, materialize: bool) -> None:
+        import torch
+
+        for name, tensor in list(self._named_tensors(module)):
+            owner_name, _, attr = name.rpartition(".")
+            owner = module.get_submodule(owner_name) if owner_name else module
+            full = prefix + name
+            if full not in self._files:
+                continue  # a computed buffer (kept as built) or a tied weight (tied again below)
+            if materialize:
+                value = self._read(full)
+            else:
+                value = torch.empty(tensor.shape, dtype=tensor.dtype, device="meta")
+            if attr in owner._parameters:
+                owner._parameters[attr] = torch.nn.Parameter(value, requires_grad=False)
+            else:
+                owner._buffers[attr] = value
+
+    def _load_outside_layers(self) -> None:
+        import torch
+
+        layer_ids = {id(p) for layer in self.layers for p in layer.parameters()}
+        if self._head is not None and not self.needs_logits:  # block-influence, angular: no logits, no head read
+            layer_ids |= {id(p) for p in self._head.parameters()}
+        for name, p in list(self.model.named_parameters(remove_duplicate=False)):
+            if id(p) in layer_ids or not p.is_meta or name not in self._files:
+                continue
+            owner_name, _, attr = name.rpartition(".")
+            owner = self.model.get_submodule(owner_name)
+            owner._parameters[attr] = torch.nn.Parameter(self._read(name), requires_grad=False)
+        self.model.tie_weights()
+        still = [n for n, p in self.model.named_parameters() if p.is_meta and id(p) not in layer_ids]
+        if still:
+            raise CheckpointError(f"the checkpoint has no {still[0]}; it would be left uninitialised")
+        for module_name, module in self.model.named_modules():
+            for attr, buf in list(module._buffers.items()):
+                if buf is None:
+                    continue
+                full = f"{module_name}.{attr}" if module_name else attr
+                if full in self._files:
+                    module._buffers[attr] = self._read(full)
+                elif buf.is_meta:
+                    raise CheckpointError(f"layer streaming cannot initialise {full}; score in memory (--stream off)")
+                else:
+                    module._buffers[attr] = buf.to(self.device)
+
+    @contextlib.contextmanager
+    def layer(self, i: int):
+        """Layer i with its weights read from disk; freed (back to meta) on exit."""
+        layer = self.layers[i]
+        self._set(layer, self._layer_prefix[i], materialize=True)
+        try:
+            yield layer
+        finally:
+            self._set(layer, self._layer_prefix[i], materialize=False)
+            _release_freed_memory()
+
+    def prepare(self, batches) -> list[StreamBatch]:
+        """Run the model's loop once per batch with every layer replaced by a recorder."""
+        import torch
+
+        out = []
+        for ids in batches:
+            batch = StreamBatch(ids.to(self.device))
+            calls: dict[int, _Call] = {}
+
+            def recorder(i):
+                def forward(*args, **kwargs):
+                    hidden = args[0] if args else kwargs.pop("hidden_states")
+                    if i == 0:
+                        batch.embedded = hidden
+                    calls[i] = _Call(args[1:], kwargs)
+                    return layer_result(self.arch, hidden)
+                return forward
+
+            with self._patched({i: recorder(i) for i in range(len(self.layers))}), torch.no_grad():
+                decoder_of(self.model)(input_ids=batch.ids, use_cache=False)
+            batch.calls = [calls[i] for i in range(len(self.layers))]
+            out.append(batch)
+        self._release_input_embeddings()
+        return out
+
+    def _release_input_embeddings(self) -> None:
+        """Layer 0's inputs are recorded, so an input embedding that is not also the head is not needed again."""
+        import torch
+
+        emb = self.model.get_input_embeddings()
+        if self._head is not None or not self.needs_logits:
+            emb.weight = torch.nn.Parameter(torch.empty(emb.weight.shape, dtype=emb.weight.dtype, device="meta"),
+                                            requires_grad=False)
+            _release_freed_memory()
+
+    @contextlib.contextmanager
+    def _patched(self, forwards: dict):
+        try:
+            for i, fn in forwards.items():
+                self.layers[i].forward = fn
+            yield
+        finally:
+            for i in forwards:
+                self.layers[i].__dict__.pop("forward", None)
+
+    def run(self, layer, i: int, batch: StreamBatch, hidden, skip_attention: bool = False, skip_mlp: bool = False):
+        """Layer i on `hidden` with the batch's recorded arguments; skipped sub-blocks return zeros."""
+        if skip_attention and skip_mlp:
+            return hidden
+        patched = []
+        try:
+            if skip_attention:
+                module = getattr(layer, self.arch.attention_module)
+                module.forward = _zero_attention
+                patched.append(module)
+            if skip_mlp:
+                module = getattr(layer, self.arch.mlp_module)
+                pair = self.arch.mlp_returns_tuple or getattr(layer, "is_moe_layer", False)
+                module.forward = _zero_mlp_pair if pair else _zero_mlp
+                patched.append(module)
+            call = batch.calls[i]
+            out = layer(hidden, *call.args, **call.kwargs)
+        finally:
+            for module in patched:
+                module.__dict__.pop("forward", None)
+        return out[0] if isinstance(out, tuple) else out
+
+    def logits(self, batch: StreamBatch, final_hidden):
+        """The model's own head (final norm, lm_head, soft-capping) on the stream's end."""
+        import torch
+
+        replay = {i: (lambda *a, **k: layer_result(self.arch, final_hidden)) for i in range(len(self.layers))}
+        # every layer replays the stream's end, so the embedding's output is never used: zeros stand in for it
+        stand_in = torch.zeros_like(batch.embedded)
+        with self._patched(replay):
+            return self.model(inputs_embeds=stand_in, use_cache=False).logits
+
+
+@dataclass
+class Streamed:
+    """What a metric gets instead of a loaded model when scoring layer by layer."""
+
+    model: StreamedModel
+    batches: list[StreamBatch]
+    budget: int  # bytes for residual streams
+
+
+# ---------------------------------------------------------------- passes over the layers
+
+@dataclass(frozen=True)
+class Branch:
+    """A stream that follows the main one until `layer`, where it loses `block` (layer, attention or mlp)."""
+
+    layer: int
+    block: str = "layer"
+
+
+def stream_bytes(batches: list[StreamBatch]) -> int:
+    return sum(b.embedded.numel() * b.embedded.element_size() for b in batches)
+
+
+def groups(branches: list[Branch], per_pass: int) -> list[list[Branch]]:
+    per_pass = max(1, per_pass)
+    return [branches[i:i + per_pass] for i in range(0, len(branches), per_pass)] or [[]]
+
+
+def layer_pass(sm: StreamedModel, batches: list[StreamBatch], *, attn: set[int] = frozenset(),
+               mlp: set[int] = frozenset(), branches: list[Branch] = (), reference: bool = False,
+               on_layer=None, on_end=None, bar=None):
+    """One pass over the layers. The main stream runs with `attn`/`mlp` sub-blocks removed (both: the layer goes);
+    each branch also loses its own block; `reference` adds a stream of the unpruned model. on_layer(i, b, x, y)
+    sees the main stream around layer i; on_end(b, main, {branch: stream}, reference) sees the ends."""
+    import torch
+
+    n = len(sm.layers)
+    main = [b.embedded for b in batches]
+    ref = list(main) if reference else None
+    side: dict[Branch, list] = {}
+    layers = range(n) if bar is None else bar(range(n))
+    with torch.no_grad():
+        for i in layers:
+            needed = reference or not (i in attn and i in mlp)  # a removed layer is read only for the reference
+            with (sm.layer(i) if needed else contextlib.nullcontext()) as layer:
+                for bi, batch in enumerate(batches):
+                    x = main[bi]
+                    for br in branches:
+                        if br.layer == i:
+                            a = i in attn or br.block in ("layer", "attention")
+                            m = i in mlp or br.block in ("layer", "mlp")
+                            side.setdefault(br, [None] * len(batches))[bi] = sm.run(layer, i, batch, x, a, m)
+                        elif br.layer < i:
+                            side[br][bi] = sm.run(layer, i, batch, side[br][bi], i in attn, i in mlp)
+                    if reference:
+                        ref[bi] = sm.run(layer, i, batch, ref[bi])
+                    y = sm.run(layer, i, batch, x, i in attn, i in mlp)
+                    if on_layer is not None:
+                        on_layer(i, bi, x, y)
+                    main[bi] = y
+    if on_end is not None:
+        with torch.no_grad():
+            for bi in range(len(batches)):
+                on_end(bi, main[bi], {br: s[bi] for br, s in side.items()}, ref[bi] if reference else None)
+
+
+# ---------------------------------------------------------------- the metrics, streamed
+
+def _per_pass(sm, batches, budget: int, extra: int = 0) -> int:
+    one = max(1, stream_bytes(batches))
+    return max(1, budget // one - extra)
+
+
+def block_influence(sm: StreamedModel, batches: list[StreamBatch], removed: tuple[int, ...], bar=None):
+    from .metrics import _cos_per_token
+
+    n = len(sm.layers)
+    sums = [0.0] * n
+    count = sum(b.ids.numel() for b in batches)
+
+    def on_layer(i, bi, x, y):
+        sums[i] += float(_cos_per_token(x, y).sum())
+
+    drop = set(removed)
+    layer_pass(sm, batches, attn=drop, mlp=drop, on_layer=on_layer, bar=bar)
+    return [None if i in removed else 1.0 - sums[i] / count for i in range(n)]
+
+
+def angular_distances(sm: StreamedModel, batches: list[StreamBatch], block: int, bar=None):
+    import torch
+
+    from .metrics import _cos_per_token
+
+    n = len(sm.layers)
+    if block < 1 or block > n - 1:
+        raise PlanError(f"angular: block size {block} must be between 1 and {n - 1} (the final layer is kept)")
+    last = [[None] * (n + 1) for _ in batches]
+
+    def on_layer(i, bi, x, y):
+        last[bi][i] = x[:, -1]
+        last[bi][i + 1] = y[:, -1]
+
+    layer_pass(sm, batches, on_layer=on_layer, bar=bar)
+    sums = [0.0] * n
+    count = 0
+    for bi, batch in enumerate(batches):
+        count += batch.ids.shape[0]
+        for layer in range(n - block):
+            cos = _cos_per_token(last[bi][layer], last[bi][layer + block]).clamp(-1.0, 1.0)
+            sums[layer] += float((torch.arccos(cos) / math.pi).sum())
+    return [sums[i] / count if i + block <= n - 1 else None for i in range(n)]
+
+
+def ppl(sm: StreamedModel, batches: list[StreamBatch], removed: tuple[int, ...], budget: int, bar=None):
+    from .metrics import _nll_sum
+
+    n = len(sm.layers)
+    drop = set(removed)
+    candidates = [i for i in range(n) if i not in drop]
+    nll: dict[int, list[float]] = {i: [0.0] * len(batches) for i in candidates}
+    tokens = sum(b.ids[:, 1:].numel() for b in batches)
+
+    def on_end(bi, main, ends, ref):
+        for br, hidden in ends.items():
+            nll[br.layer][bi] = _nll_sum(sm.logits(batches[bi], hidden), batches[bi].ids)
+
+    for group in groups([Branch(i) for i in candidates], _per_pass(sm, batches, budget, extra=1)):
+        layer_pass(sm, batches, attn=drop, mlp=drop, branches=group, on_end=on_end, bar=bar)
+    out = []
+    for i in range(n):
+        if i in drop:
+            out.append(None)
+            continue
+        total = 0.0
+        for v in nll[i]:  # the in-memory path's order: batch by batch
+            total += v
+        out.append(math.exp(total / tokens))
+    return out
+
+
+def finercut(sm: StreamedModel, batches: list[StreamBatch], remove: int, distance: str, budget: int, bar=None,
+             step_bar=None):
+    """FinerCut's greedy search, each step one pass (or a few) over the layers with one branch per candidate."""
+    from .metrics import _distance, finercut_plan_blocks
+
+    n = len(sm.layers)
+    blocks, allowed = finercut_plan_blocks(sm.arch, n, remove)
+    attn: set[int] = set()
+    mlp: set[int] = set()
+    steps = []
+    for _ in (step_bar(range(remove)) if step_bar else range(remove)):
+        candidates = [(k, b) for k in allowed for b in blocks if k not in (attn if b == "attention" else mlp)]
+        per_batch: dict[tuple, list[float]] = {c: [0.0] * len(batches) for c in candidates}
+
+        def on_end(bi, main, ends, ref):
+            ref_logits = sm.logits(batches[bi], ref)
+            for br, hidden in ends.items():
+                per_batch[(br.layer, br.block)][bi] = (_distance(distance, ref_logits, sm.logits(batches[bi], hidden))
+                                                       * batches[bi].ids.shape[0])
+
+        branches = [Branch(k, b) for k, b in candidates]
+        for group in groups(branches, _per_pass(sm, batches, budget, extra=2)):
+            layer_pass(sm, batches, attn=attn, mlp=mlp, branches=group, reference=True, on_end=on_end, bar=bar)
+        total_n = sum(b.ids.shape[0] for b in batches)
+        scored = {}
+        for c, values in per_batch.items():
+            total = 0.0
+            for v in values:
+                total += v
+            scored[c] = total / total_n
+        best = min(candidates, key=lambda c: (scored[c], -c[0], c[1]))
+        (attn if best[1] == "attention" else mlp).add(best[0])
+        steps.append({"removed": {"layer": best[0], "block": best[1]}, "distance": scored[best],
+                      "candidates": [{"layer": k, "block": b, "distance": scored[(k, b)]} for k, b in candidates]})
+    return steps
+
+
+def default_budget() -> int:
+    """Bytes for residual streams: a quarter of what is available, at least 256 MiB."""
+    env = os.environ.get("HFPRUNE_STREAM_BUDGET")
+    if env:
+        return int(env)
+    return max(256 << 20, available_memory() // 4)
