@@ -39,3 +39,7 @@ class RecoveryError(HfpruneError):
 
 class EvalError(HfpruneError):
     """Evaluation cannot run as asked (unknown task, unreadable model, unreachable task data)."""
+
+
+class ExportError(HfpruneError):
+    """The checkpoint cannot be converted to another runtime's format (GGUF) as asked."""

@@ -144,6 +144,22 @@ def train_tokenizer(folder: str | Path | None = None, vocab_size: int = TINY_VOC
     return fast
 
 
+def train_sentencepiece(folder: str | Path, vocab_size: int = 300, text: str = DEMO_TEXT) -> Path:
+    """Write a SentencePiece `tokenizer.model` trained on `text` into `folder` (ids 0-2: unk, bos, eos): a
+    tokenizer that llama.cpp's converter reads without knowing the model (byte-level BPE needs a known hash)."""
+    import io
+
+    import sentencepiece as spm
+
+    buf = io.BytesIO()
+    spm.SentencePieceTrainer.train(sentence_iterator=iter(text.split(". ") * 5), model_writer=buf,
+                                   vocab_size=vocab_size, model_type="bpe", hard_vocab_limit=False, unk_id=0,
+                                   bos_id=1, eos_id=2, pad_id=-1, minloglevel=2)
+    path = Path(folder) / "tokenizer.model"
+    path.write_bytes(buf.getvalue())
+    return path
+
+
 def build_tiny_checkpoint(folder: str | Path, model_type: str = "llama", num_layers: int = 6, seed: int = 0,
                           tokenizer: bool = True, max_shard_size: str | None = None, **overrides) -> Path:
     """Save a tiny random model (and a trained tokenizer) to `folder`, ready to prune; return the folder."""

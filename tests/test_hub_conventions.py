@@ -68,5 +68,5 @@ def test_a_plan_that_breaks_llama_cpps_layer_period_is_flagged(tmp_path):
 
     src = build_tiny_checkpoint(tmp_path / "g", "gemma3_text", num_layers=6)  # tiny config: period 3
     result = prune(src, tmp_path / "out", drop_layers="0")
-    assert any("llama.cpp/GGUF" in line for line in result.describe())
+    assert any("hfprune export-gguf" in line and "every 3 layers" in line for line in result.describe())
     assert not prune(src, tmp_path / "out2", drop_layers="3-5").warnings

@@ -1,10 +1,11 @@
 """What other runtimes assume about a model's layers, and whether a plan breaks it.
 
 transformers reads every per-layer property from config.json (layer_types, no_rope_layers), so any plan is exact
-there. llama.cpp (and so every GGUF runtime) derives some of them from a fixed period instead: Gemma 2/3 and
-Cohere 2 put a full-attention layer every p-th layer and slide in the others, SmolLM3 drops RoPE every p-th layer.
-Removing layers that are not whole aligned periods moves those layers, and a converted model then silently runs
-some layers with the wrong attention type or positions.
+there. llama.cpp derives some of them from a fixed period unless told otherwise: Gemma 2/3 and Cohere 2 put a
+full-attention layer every p-th layer and slide in the others (its loader also reads a per-layer array, which
+`hfprune export-gguf` writes; its converter does not for Gemma), SmolLM3 drops RoPE every 4th layer (fixed in its
+code). Removing layers that are not whole aligned periods moves those layers, and a plainly converted model then
+silently runs some layers with the wrong attention type or positions.
 """
 
 from __future__ import annotations
@@ -47,7 +48,12 @@ def period_warnings(model_type: str, decoder_config: dict, plan: Plan) -> list[s
     start = (n // period) * period - whole
     hint = (f"e.g. --drop-layers {start}-{start + whole - 1} ({whole} layers)" if start >= 0 and n % period == 0
             else f"remove whole aligned blocks of {period} layers")
-    return [f"llama.cpp/GGUF assume a {what} layer every {period} layers of {model_type}; after this plan layers "
-            f"{', '.join(map(str, wrong[:8]))}{'...' if len(wrong) > 8 else ''} break that period, so a GGUF "
-            f"conversion would run them wrongly (transformers is exact). To stay convertible remove whole periods: "
-            f"{hint}"]
+    layers = f"{', '.join(map(str, wrong[:8]))}{'...' if len(wrong) > 8 else ''}"
+    if what == "full-attention":  # llama.cpp reads a per-layer array when one is written
+        return [f"llama.cpp's converter assumes a {what} layer every {period} layers of {model_type}; after this plan "
+                f"layers {layers} break that period, so a plain convert_hf_to_gguf.py conversion would run them "
+                f"wrongly (transformers is exact). `hfprune export-gguf` writes the per-layer pattern that llama.cpp "
+                f"reads; other GGUF converters need whole periods removed: {hint}"]
+    return [f"llama.cpp fixes a {what} layer every {period} layers of {model_type} in its code; after this plan layers "
+            f"{layers} break that period, so no GGUF conversion can run them right (transformers is exact; "
+            f"`hfprune export-gguf` refuses it). To stay convertible remove whole periods: {hint}"]
