@@ -132,6 +132,20 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--no-progress", action="store_true", help="no progress bars")
     p.set_defaults(func=_cmd_recover)
 
+    p = sub.add_parser("export-gguf", help="convert a pruned checkpoint to GGUF (llama.cpp) with per-layer metadata",
+                       description="Convert MODEL with llama.cpp's own convert_hf_to_gguf.py (fetched once from the "
+                                   "llama-cpp-python source release on the package index, or --llama-cpp PATH), "
+                                   "then write the per-layer sliding-window pattern that pruning made irregular. "
+                                   "Refuses, with the reason, what no GGUF can express (skip maps, SmolLM3 with "
+                                   "moved NoPE layers).")
+    p.add_argument("model", metavar="MODEL", help="a checkpoint folder (e.g. the output of hfprune prune/recover)")
+    p.add_argument("-o", "--output", metavar="FILE", help="the .gguf file (default: MODEL-OUTTYPE.gguf beside MODEL)")
+    p.add_argument("--outtype", default="f16", choices=["f32", "f16", "bf16", "q8_0", "auto"],
+                   help="tensor type, as llama.cpp's converter (default: f16)")
+    p.add_argument("--llama-cpp", metavar="PATH", help="a llama.cpp checkout whose converter to use")
+    p.add_argument("--overwrite", action="store_true", help="replace FILE")
+    p.set_defaults(func=_cmd_export_gguf)
+
     p = sub.add_parser("eval", help="evaluate a checkpoint with lm-evaluation-harness, size and speed",
                        description="Run lm-eval tasks on MODEL (in memory) and measure parameters, size on disk and "
                                    "generation latency; write the results as JSON.")
@@ -254,12 +268,16 @@ def _cmd_recover(args) -> int:
     options = build(RecoverOptions, values_from_args(args, RecoverOptions))
     result = recover(args.model, args.output, options, overwrite=args.overwrite, resume=args.resume,
                      progress=not args.no_progress)
+    if not result.main_process:
+        return 0  # rank 0 reports and writes
     pct = 100.0 * result.trainable_params / result.total_params
     print(f"trained {result.trainable_params:,} of {result.total_params:,} parameters ({pct:.1f}%)"
           + (f"; layers {result.train_layers}" if result.train_layers else ""))
     if result.tied_embeddings:
         print(f"tied embeddings: {result.tied_embeddings}")
     run = result.run
+    if run["processes"] > 1:
+        print(f"{run['processes']} processes, rows per process: {run['rows_per_process']}")
     print(f"{run['optimizer_steps']} optimizer steps ({run['warmup_steps']} warm-up) on {run['examples']} examples, "
           f"{run['tokens']:,} tokens, prompt: {run['prompt']}")
     cache = run.get("frozen_prefix_cache")
@@ -275,6 +293,17 @@ def _cmd_recover(args) -> int:
     for w in result.warnings:
         print(f"warning: {w}", file=sys.stderr)
     print(f"written: {result.output}")
+    return 0
+
+
+def _cmd_export_gguf(args) -> int:
+    from .gguf_export import export_gguf
+
+    result = export_gguf(args.model, args.output, outtype=args.outtype, llama_cpp=args.llama_cpp,
+                         overwrite=args.overwrite, echo=lambda m: print(m, file=sys.stderr))
+    extra = "".join(f"; wrote {k} ({sum(not v for v in vals)} full-attention of {len(vals)} layers)"
+                    for k, vals in result.metadata_written.items())
+    print(f"wrote {result.output} ({result.bytes / 2**20:.1f} MiB, {result.layers} layers){extra}")
     return 0
 
 

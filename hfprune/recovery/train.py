@@ -9,6 +9,7 @@ the source config.json changed only where training changed the model, tokenizer 
 from __future__ import annotations
 
 import json
+import os
 import shutil
 import time
 from dataclasses import dataclass
@@ -57,6 +58,12 @@ class RecoverResult:
     resumed_from: str | None
     run: dict  # what actually ran: steps, warm-up, prompt, examples, tokens, first/last loss
     warnings: list[str]
+    main_process: bool = True  # False on the other ranks of a multi-process run, which write nothing
+
+
+def world() -> tuple[int, int]:
+    """(rank, world size) of this process as set by accelerate launch / torchrun; (0, 1) when run alone."""
+    return int(os.environ.get("RANK", "0")), int(os.environ.get("WORLD_SIZE", "1"))
 
 
 def checkpoints_dir(output: Path) -> Path:
@@ -74,6 +81,7 @@ def recover(model_path: str | Path, output: str | Path, options: RecoverOptions,
     """
     model_path, output = Path(model_path), Path(output)
     validate_options(options)
+    rank, world_size = world()
     ckpt_dir = checkpoints_dir(output)
     check_output(output, overwrite, {"model": model_path})
     check_not_input(ckpt_dir, {"model": model_path}, "checkpoint folder")
@@ -83,8 +91,14 @@ def recover(model_path: str | Path, output: str | Path, options: RecoverOptions,
     train_layers = _train_layers(options, num_layers) if method == "partial" else None
     if resume and not last_complete_checkpoint(ckpt_dir):
         raise RecoveryError(f"--resume: no checkpoint to resume in {ckpt_dir} (none was completely written); run without --resume to start")
-    if not resume:
-        remove_hfprune_folder(ckpt_dir)  # refuses a folder hfprune did not write
+    sharding = [k for k in ("ACCELERATE_USE_FSDP", "ACCELERATE_USE_DEEPSPEED") if os.environ.get(k, "").lower() == "true"]
+    if sharding and method != "partial":
+        raise RecoveryError(f"--method {options.method} under {'FSDP' if 'FSDP' in sharding[0] else 'DeepSpeed'}: "
+                            "hfprune merges LoRA adapters into full weights, which it does not gather from shards "
+                            "yet; use partial, or data parallel (accelerate launch --multi_gpu) where each GPU holds "
+                            "the model")
+    if not resume and rank == 0:
+        remove_hfprune_folder(ckpt_dir)  # refuses a folder hfprune did not write (the other ranks wait in _train)
 
     import torch
 
@@ -138,7 +152,7 @@ def recover(model_path: str | Path, output: str | Path, options: RecoverOptions,
             p.data = p.data.float()
 
     steps, warmup, warnings = schedule(options, len(rows))
-    prefix, prefix_note = _prefix_cache(model, options, config, train_layers, rows)
+    prefix, prefix_note = _prefix_cache(model, options, config, train_layers, rows, world_size)
     tracker, resumed_from = _train(model, tokenizer, rows, options, warmup, ckpt_dir, resume, progress,
                                    _stop_after_steps, kd, prefix)
     losses = tracker.losses
@@ -150,7 +164,9 @@ def recover(model_path: str | Path, output: str | Path, options: RecoverOptions,
                             "logged steps): the run healed nothing; raise --lr or train longer")
     run = {"optimizer_steps": steps, "warmup_steps": warmup, "lr": options.lr, "prompt": prompt,
            "examples": len(rows), "tokens": tracker.tokens, "first_loss": losses[0] if losses else None,
-           "last_loss": losses[-1] if losses else None, "warnings": warnings}
+           "last_loss": losses[-1] if losses else None, "warnings": warnings,
+           "processes": world_size, "rows_per_process": tracker.rows_per_process,
+           "distributed": tracker.distributed}
     if torch.cuda.is_available():
         run["peak_cuda_bytes"] = torch.cuda.max_memory_allocated()
     if method == "partial":
@@ -168,9 +184,12 @@ def recover(model_path: str | Path, output: str | Path, options: RecoverOptions,
                             if kd is not None else "SFT")
         run["answers"] = options.answers
     model.eval()  # no dropout from here on: merging and saving see the deterministic network
+    if rank != 0:  # data parallel: every rank holds the same weights; rank 0 writes them
+        return RecoverResult(output, trainable, total, tracker.losses, tracker.tokens_per_s(), tied, train_layers,
+                             resumed_from, run, warnings, main_process=False)
     if method != "partial":
         model = _merge(model, model_path, options, ckpt_dir)
-    _save(model, model_path, output, config, options, tied, train_layers, overwrite, run)
+    _save(model, model_path, output, config, options, tied, train_layers, overwrite, run, tracker.state_dict)
     shutil.rmtree(ckpt_dir, ignore_errors=True)
     return RecoverResult(output, trainable, total, tracker.losses, tracker.tokens_per_s(), tied, train_layers,
                          resumed_from, run, warnings)
@@ -183,6 +202,10 @@ def validate_options(o: RecoverOptions) -> None:
     field's own range and choices are checked by RecoverOptions itself)."""
     if o.batch_size % o.micro_batch_size:
         raise PlanError(f"--batch-size {o.batch_size} must be a multiple of --micro-batch-size {o.micro_batch_size}")
+    _, world_size = world()
+    if o.batch_size % (o.micro_batch_size * world_size):
+        raise PlanError(f"--batch-size {o.batch_size} must be a multiple of --micro-batch-size x processes "
+                        f"({o.micro_batch_size} x {world_size}): the global batch stays --batch-size")
 
 
 def resolve_prompt(prompt: str, tokenizer) -> str:
@@ -300,6 +323,9 @@ def _setup_lora(model, o: RecoverOptions):
         model = prepare_model_for_kbit_training(model)
     cfg = LoraConfig(r=o.lora_r, lora_alpha=o.lora_alpha, lora_dropout=o.lora_dropout, target_modules=targets,
                      task_type="CAUSAL_LM", bias="none")
+    from transformers import set_seed
+
+    set_seed(o.seed)  # the adapters' random init: --seed makes a LoRA run reproducible, alone or across processes
     return get_peft_model(model, cfg)
 
 
@@ -311,6 +337,11 @@ class _Tracker:
     def __init__(self):
         self.losses: list[float] = []
         self.tokens = 0
+        self.rows = 0  # rows this process trained on
+        self.rows_per_process: list[int] = []
+        self.distributed = "NO"  # accelerate's distributed type: NO, MULTI_CPU, MULTI_GPU, FSDP, DEEPSPEED
+        self.sharded = False  # parameters are FSDP shards (DTensor) after training
+        self.state_dict = None  # the gathered full weights when sharded
         self.seconds = 0.0
 
     def tokens_per_s(self) -> float:
@@ -338,12 +369,15 @@ def _teacher_signal(teacher, rows, o: RecoverOptions, cache_dir: Path, dtype, pr
     return _TeacherSignal(load_teacher(teacher, dtype, o.trust_remote_code), None, o.kd_temperature, o.kd_alpha)
 
 
-def _prefix_cache(model, o: RecoverOptions, config: dict, train_layers, rows):
+def _prefix_cache(model, o: RecoverOptions, config: dict, train_layers, rows, world_size: int = 1):
     """(FrozenPrefixCache or None, why) for this run."""
     from .prefix_cache import FrozenPrefixCache, prefix_cache_plan
 
     if base_method(o.method) != "partial":
         return None, "not partial fine-tuning"
+    if world_size > 1:
+        # each rank sees other rows every epoch, so each would store most of the data set: not worth its memory
+        return None, f"{world_size} processes"
     dec = config.get("text_config") or config
     frozen = next((p for p in model.parameters() if not p.requires_grad), None)
     first, why = prefix_cache_plan(dec, train_layers, o.epochs, o.max_steps,
@@ -353,18 +387,24 @@ def _prefix_cache(model, o: RecoverOptions, config: dict, train_layers, rows):
     return (FrozenPrefixCache(model, first), why) if first else (None, why)
 
 
-def _trainer_class(kd: _TeacherSignal | None, prefix=None):
-    """transformers' Trainer, or one that replays the frozen prefix and/or whose loss is the distillation
-    objective of hfprune.recovery.distill."""
+def _trainer_class(kd: _TeacherSignal | None, prefix=None, tracker: "_Tracker | None" = None):
+    """transformers' Trainer counting the rows and tokens each process trains on, that replays the frozen prefix
+    and/or whose loss is the distillation objective of hfprune.recovery.distill."""
     import contextlib
 
     from transformers import Trainer
 
-    if kd is None and prefix is None:
-        return Trainer
-
     class HfpruneTrainer(Trainer):
+        def training_step(self, model, inputs, num_items_in_batch=None):
+            # counted here, not in the collator: the data loader prepares one batch ahead
+            if tracker is not None:
+                tracker.rows += int(inputs["input_ids"].shape[0])
+                tracker.tokens += int(inputs["attention_mask"].sum())
+            return super().training_step(model, inputs, num_items_in_batch)
+
         def compute_loss(self, model, inputs, return_outputs=False, num_items_in_batch=None):
+            if kd is None and prefix is None:
+                return super().compute_loss(model, inputs, return_outputs, num_items_in_batch)
             row_ids = inputs.pop("row_ids")
             replay = (prefix.batch(row_ids, inputs["attention_mask"]) if prefix is not None
                       else contextlib.nullcontext())
@@ -408,7 +448,6 @@ def _train(model, tokenizer, rows, o: RecoverOptions, warmup: int, ckpt_dir: Pat
     class Collator:
         def __call__(self, batch):
             ids, mask, labels = pad_rows(batch, tokenizer.pad_token_id)
-            tracker.tokens += int(mask.sum())
             out = {"input_ids": ids, "labels": labels, "attention_mask": mask}
             if kd is not None or prefix is not None:
                 out["row_ids"] = torch.tensor([b["row"] for b in batch])
@@ -429,14 +468,16 @@ def _train(model, tokenizer, rows, o: RecoverOptions, warmup: int, ckpt_dir: Pat
 
         def on_save(self, args, state, control, **kw):
             # Trainer calls this after a checkpoint is fully written: only marked checkpoints are resumed from
-            (ckpt_dir / f"checkpoint-{state.global_step}" / COMPLETE_MARKER).write_text("complete\n")
+            if state.is_world_process_zero:
+                (ckpt_dir / f"checkpoint-{state.global_step}" / COMPLETE_MARKER).write_text("complete\n")
 
         def on_log(self, args, state, control, logs=None, **kw):
             if logs is not None and "loss" in logs:
                 tracker.losses.append(float(logs["loss"]))
                 logs["tokens_per_s"] = round(tracker.tokens_per_s(), 1)
 
-    accum = o.batch_size // o.micro_batch_size
+    rank, world_size = world()
+    accum = o.batch_size // (o.micro_batch_size * world_size)  # the global batch stays --batch-size
     args = TrainingArguments(
         output_dir=str(ckpt_dir), per_device_train_batch_size=o.micro_batch_size, gradient_accumulation_steps=accum,
         learning_rate=o.lr, num_train_epochs=o.epochs, max_steps=o.max_steps, warmup_steps=warmup,
@@ -445,13 +486,33 @@ def _train(model, tokenizer, rows, o: RecoverOptions, warmup: int, ckpt_dir: Pat
         remove_unused_columns=False, bf16=torch.cuda.is_available(), dataloader_num_workers=0,
         dataloader_pin_memory=torch.cuda.is_available(),
         save_only_model=False,
+        use_cpu=not torch.cuda.is_available(),  # several CPU processes: accelerate's MULTI_CPU (gloo)
     )
-    ckpt_dir.mkdir(parents=True, exist_ok=True)
-    (ckpt_dir / CHECKPOINTS_MARKER).write_text("training checkpoints written by hfprune recover\n")
-    trainer = _trainer_class(kd, prefix)(model=model, args=args, train_dataset=rows, data_collator=Collator(), callbacks=[Progress()])
+    with args.main_process_first(desc="checkpoint folder"):  # the other ranks wait for rank 0's clean-up
+        if args.process_index == 0:
+            ckpt_dir.mkdir(parents=True, exist_ok=True)
+            (ckpt_dir / CHECKPOINTS_MARKER).write_text("training checkpoints written by hfprune recover\n")
+    trainer = _trainer_class(kd, prefix, tracker)(model=model, args=args, train_dataset=rows, data_collator=Collator(), callbacks=[Progress()])
     last = last_complete_checkpoint(ckpt_dir, remove_incomplete=True) if resume else None
     trainer.train(resume_from_checkpoint=str(last) if last else None)
+    tracker.rows_per_process = _gather(tracker.rows, world_size)
+    tracker.distributed = str(trainer.accelerator.distributed_type).split(".")[-1]
+    tracker.sharded = tracker.distributed in ("FSDP", "DEEPSPEED") or any(
+        type(p).__name__ == "DTensor" for p in model.parameters())
+    if tracker.sharded:  # FSDP / ZeRO-3: every rank takes part in gathering the full weights; rank 0 writes them
+        tracker.state_dict = trainer.accelerator.get_state_dict(trainer.model)
     return tracker, (last.name if last else None)
+
+
+def _gather(value, world_size: int) -> list:
+    """`value` from every process, in rank order."""
+    import torch.distributed as dist
+
+    if world_size == 1 or not dist.is_initialized():
+        return [value]
+    out = [None] * world_size
+    dist.all_gather_object(out, value)
+    return out
 
 
 COMPLETE_MARKER = "hfprune-complete"
@@ -492,13 +553,17 @@ def _merge(model, model_path: Path, o: RecoverOptions, ckpt_dir: Path):
 # ---------------------------------------------------------------- output
 
 def _save(model, model_path: Path, output: Path, config: dict, o: RecoverOptions, tied: str | None,
-          train_layers: list[int] | None, overwrite: bool, run: dict) -> None:
+          train_layers: list[int] | None, overwrite: bool, run: dict, full_state: dict | None = None) -> None:
     import torch
 
     dtype = getattr(torch, str(config.get("dtype") or config.get("torch_dtype") or "float32"), torch.float32)
-    model = model.to(dtype)
+    state = None
+    if full_state is not None:  # FSDP: the weights gathered from every rank
+        state = {k: v.to(dtype) if v.is_floating_point() else v for k, v in full_state.items()}
+    else:
+        model = model.to(dtype)
     with staged_folder(output, overwrite) as staging:
-        model.save_pretrained(staging, max_shard_size="5GB")
+        model.save_pretrained(staging, max_shard_size="5GB", state_dict=state)
         (staging / "generation_config.json").unlink(missing_ok=True)  # the source's own is copied below
         new_config = json.loads(json.dumps(config))
         if tied == "untied":
