@@ -212,15 +212,21 @@ def writable_repo(repo_id: str | None, token: str | None, default_repo_id) -> tu
     return repo_id, token
 
 
+EVAL_RESULTS_DIR = ".eval_results"  # the Hub's evaluation-results folder: the one dot-path that is published
+
+
 def upload_model_folder(folder: Path, repo_id: str, *, token: str | None, private: bool) -> dict:
-    """Create `repo_id` if needed and upload `folder` in one commit; never pickles or hidden files."""
+    """Create `repo_id` if needed and upload `folder` in one commit; never pickles or hidden files, except the
+    Hub's `.eval_results/`."""
     from huggingface_hub import HfApi
 
+    hidden = [p.name for p in Path(folder).iterdir() if p.name.startswith(".") and p.name != EVAL_RESULTS_DIR]
+    ignore = ["*.bin", "*.pth", "*.pt", "*/.*"] + [pattern for name in hidden for pattern in (name, f"{name}/*")]
     api = HfApi(token=token)
     with hub_errors(repo_id, write=True):
         api.create_repo(repo_id, private=private, exist_ok=True)
         info = api.upload_folder(folder_path=str(folder), repo_id=repo_id, commit_message="Upload pruned model (hfprune)",
-                                 ignore_patterns=["*.bin", "*.pth", "*.pt", ".*"])
+                                 ignore_patterns=ignore)
     return {"repo_id": repo_id, "commit": info.oid, "url": info.commit_url}
 
 

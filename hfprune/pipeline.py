@@ -10,6 +10,7 @@ from __future__ import annotations
 import json
 import shutil
 import time
+from datetime import datetime, timezone
 from dataclasses import dataclass, field
 from pathlib import Path
 
@@ -19,7 +20,7 @@ from .errors import (
     RecipeError,
     UnsafeOutputError,
 )
-from .hub import Source, resolve_source, source_license
+from .hub import EVAL_RESULTS_DIR, Source, resolve_source, source_license
 from .plan import Plan
 from .settings import Recipe
 from .workdir import (
@@ -330,6 +331,7 @@ class Pipeline:
         from .evaluation.card import (
             CardInputs,
             build_card,
+            eval_results_files,
             layer_map_svg,
             publishable_recipe,
         )
@@ -353,6 +355,11 @@ class Pipeline:
                 for k, v in evaluation.items()}  # no local paths in what is published
         write_json(staging / "eval.json", slim)
         write_json(staging / "lm_eval_results.json", {k: v.get("raw") for k, v in evaluation.items()})
+        results = eval_results_files(evaluation, date=datetime.now(timezone.utc).strftime("%Y-%m-%dT%H:%M:%SZ"))
+        if results:
+            (staging / EVAL_RESULTS_DIR).mkdir(exist_ok=True)
+            for name, text in results.items():
+                (staging / EVAL_RESULTS_DIR / name).write_text(text)
         if scores:
             write_json(staging / "scores.json", scores)
 

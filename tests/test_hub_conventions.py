@@ -1,5 +1,6 @@
 """What a published folder tells the Hub: licence fields, lineage, dataset ids in the model-index, notices."""
 
+import yaml
 from huggingface_hub import ModelCard
 
 from hfprune.api import prune
@@ -70,3 +71,50 @@ def test_a_plan_that_breaks_llama_cpps_layer_period_is_flagged(tmp_path):
     result = prune(src, tmp_path / "out", drop_layers="0")
     assert any("hfprune export-gguf" in line and "every 3 layers" in line for line in result.describe())
     assert not prune(src, tmp_path / "out2", drop_layers="3-5").warnings
+
+
+def test_eval_results_files_follow_the_hubs_format():
+    """.eval_results/<task>.yaml (huggingface.co/docs/hub/eval-results) for tasks with a Hub dataset; the final
+    model's scores; local tasks get none."""
+    from huggingface_hub import parse_eval_result_entries
+
+    from hfprune.evaluation.card import eval_results_files
+
+    raw = {"configs": {"arc_easy": {"dataset_path": "allenai/ai2_arc", "dataset_name": "ARC-Easy", "test_split": "test"},
+                       "mine": {"dataset_path": "json", "test_split": "test"}}}
+    run = {"tasks": {"arc_easy": {"acc": 0.5, "acc_norm": 0.625, "acc_stderr": 0.01}, "mine": {"acc": 0.9}},
+           "raw": raw, "settings": {"limit": 100, "lm_eval_version": "0.4.9"}}
+    files = eval_results_files({"pruned": dict(run, tasks={"arc_easy": {"acc": 0.1}}), "recovered": run},
+                               date="2026-11-29T00:00:00Z")
+    assert list(files) == ["arc_easy.yaml"]
+    (entry,) = parse_eval_result_entries(yaml.safe_load(files["arc_easy.yaml"]))
+    assert (entry.dataset_id, entry.task_id, entry.value) == ("allenai/ai2_arc", "ARC-Easy", 0.625)
+    assert entry.date == "2026-11-29T00:00:00Z" and "acc_norm" in entry.notes and "100 examples" in entry.notes
+
+
+def test_upload_publishes_eval_results_but_no_other_hidden_file(tmp_path, monkeypatch):
+    import os
+    import subprocess
+    import sys
+
+    from .hub_server import FakeHub
+
+    folder = tmp_path / "final"
+    (folder / ".eval_results").mkdir(parents=True)
+    (folder / ".eval_results" / "arc_easy.yaml").write_text("- dataset: {id: allenai/ai2_arc, task_id: ARC-Easy}\n"
+                                                            "  value: 0.5\n")
+    (folder / ".hfprune-owner").write_text("x")
+    (folder / ".cache").mkdir()
+    (folder / ".cache" / "x").write_text("x")
+    (folder / "config.json").write_text("{}")
+    with FakeHub() as hub:
+        env = dict(os.environ, HF_ENDPOINT=hub.endpoint, HF_TOKEN="hf_write", HF_HUB_DISABLE_XET="1",
+                   HF_HUB_OFFLINE="0")
+        code = ("import sys; from pathlib import Path; from hfprune.hub import upload_model_folder; "
+                "upload_model_folder(Path(sys.argv[1]), 'tester/m', token='hf_write', private=False)")
+        run = subprocess.run([sys.executable, "-c", code, str(folder)], capture_output=True, text=True, env=env,
+                             timeout=300)
+        assert run.returncode == 0, run.stderr[-2000:]
+        files = set(dict(hub.state.repos["tester/m"].commits[-1][1]))
+    assert ".eval_results/arc_easy.yaml" in files and "config.json" in files
+    assert not any(name.startswith((".hfprune", ".cache")) for name in files)

@@ -339,6 +339,34 @@ def _task_dataset(raw: dict | None, task: str) -> dict:
     return {"id": path, "config": config.get("dataset_name"), "split": split}
 
 
+def eval_results_files(evaluation: dict, date: str | None = None) -> dict[str, str]:
+    """The Hub's `.eval_results/<task>.yaml` files (https://huggingface.co/docs/hub/eval-results), written with
+    huggingface_hub's EvalResultEntry: one entry per lm-eval task that reads a Hub dataset, for the final model
+    (healed if it was). Local tasks have no Hub dataset and get no file. {file name: YAML text}."""
+    import yaml
+    from huggingface_hub import EvalResultEntry, eval_result_entries_to_yaml
+
+    final = "recovered" if evaluation.get("recovered") else "pruned"
+    ev = evaluation[final]
+    settings = ev.get("settings") or {}
+    limit = f", at most {settings['limit']} examples" if settings.get("limit") else ""
+    files = {}
+    for task, metrics in ev["tasks"].items():
+        dataset = _task_dataset(ev.get("raw"), task)
+        names = [m for m in metrics if not m.endswith("_stderr")]
+        if not dataset or not names:
+            continue
+        metric = next((m for m in ("acc_norm", "acc", "word_perplexity") if m in names), names[0])
+        entry = EvalResultEntry(
+            dataset_id=dataset["id"], task_id=dataset.get("config") or "default",
+            value=round(float(metrics[metric]), 6), date=date,
+            notes=(f"{metric} on the {dataset.get('split') or 'test'} split, lm-evaluation-harness "
+                   f"{settings.get('lm_eval_version', '')} task {task}, zero-shot{limit}; measured by hfprune"))
+        safe = "".join(c if c.isalnum() or c in "-_." else "_" for c in task)
+        files[f"{safe}.yaml"] = yaml.safe_dump(eval_result_entries_to_yaml([entry]), sort_keys=False)
+    return files
+
+
 def dataset_label(name: str | None) -> str | None:
     """A dataset as a card may name it: Hub ids as they are, local files by file name only (no local paths)."""
     if not name:
