@@ -304,6 +304,8 @@ def _cmd_export_gguf(args) -> int:
     extra = "".join(f"; wrote {k} ({sum(not v for v in vals)} full-attention of {len(vals)} layers)"
                     for k, vals in result.metadata_written.items())
     print(f"wrote {result.output} ({result.bytes / 2**20:.1f} MiB, {result.layers} layers){extra}")
+    for w in result.warnings:
+        print(f"warning: {w}", file=sys.stderr)
     return 0
 
 

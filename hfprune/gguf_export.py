@@ -43,6 +43,8 @@ SLIDING_ARRAYS = {
     "gpt_oss": "sliding_attention",
     "olmo3": "sliding_attention",
 }
+# model types whose llama.cpp loader applies a sliding window at all (per-layer array, or phi3's all-layer SWA)
+SLIDING_SUPPORTED = set(SLIDING_ARRAYS) | {"phi3"}
 # llama.cpp hard-codes these periods (no metadata can move them): model type -> (config list, marker, period)
 FIXED_PERIODS = {"smollm3": ("no_rope_layers", 0, 4, "no-RoPE")}
 
@@ -54,6 +56,7 @@ class ExportResult:
     layers: int
     metadata_written: dict[str, list] = field(default_factory=dict)  # keys hfprune set beyond the converter's
     converter: str = ""
+    warnings: list[str] = field(default_factory=list)
 
 
 # ---------------------------------------------------------------- the converter
@@ -159,6 +162,25 @@ def gguf_blockers(ckpt: Checkpoint) -> list[str]:
     return out
 
 
+def gguf_warnings(model_type: str, decoder_config: dict) -> list[str]:
+    """What the GGUF runs differently from transformers without being wrong for short inputs (not refused: the
+    unpruned source converts the same way)."""
+    types = decoder_config.get("layer_types")
+    window = decoder_config.get("sliding_window")
+    sliding = (isinstance(types, list) and "sliding_attention" in types) or (
+        isinstance(types, list) is False and isinstance(window, int) and window > 0
+        and decoder_config.get("use_sliding_window", True) is not False)
+    if not sliding or model_type in SLIDING_SUPPORTED:
+        return []
+    layers = ""
+    if isinstance(types, list):
+        idx = [i for i, t in enumerate(types) if t == "sliding_attention"]
+        layers = f" on layers {', '.join(map(str, idx[:8]))}{'...' if len(idx) > 8 else ''}"
+    return [f"llama.cpp runs {model_type} without the sliding window of {window} tokens that transformers applies"
+            f"{layers}: the GGUF's outputs differ from the model's on inputs longer than {window} tokens (the "
+            "unpruned source converts the same way)"]
+
+
 # ---------------------------------------------------------------- export
 
 def export_gguf(model: str | Path, output: str | Path | None = None, *, outtype: str = "f16",
@@ -189,7 +211,8 @@ def export_gguf(model: str | Path, output: str | Path | None = None, *, outtype:
         _verify(gguf, final, ckpt.num_layers, wanted)
         with atomic_file(output) as dst:
             os.replace(final, dst)
-    return ExportResult(output, output.stat().st_size, ckpt.num_layers, written, str(converter))
+    return ExportResult(output, output.stat().st_size, ckpt.num_layers, written, str(converter),
+                        gguf_warnings(_model_type(ckpt), ckpt.decoder_config))
 
 
 def _convert(converter: Path, model: Path, out: Path, outtype: str) -> None:

@@ -81,6 +81,18 @@ def test_what_no_gguf_can_express_is_refused(model_type, plan, needle, tmp_path,
     assert not (tmp_path / "x.gguf").exists()
 
 
+def test_a_sliding_window_llama_cpp_ignores_is_a_warning():
+    from hfprune.gguf_export import gguf_warnings
+
+    (w,) = gguf_warnings("qwen2", {"sliding_window": 8, "use_sliding_window": True,
+                                   "layer_types": ["full_attention"] * 3 + ["sliding_attention"] * 3})
+    assert "without the sliding window of 8 tokens" in w and "layers 3, 4, 5" in w
+    assert gguf_warnings("mistral", {"sliding_window": 4096})  # Mistral-7B-v0.1
+    assert gguf_warnings("mistral", {"sliding_window": None}) == []
+    assert gguf_warnings("qwen2", {"sliding_window": 8, "use_sliding_window": False}) == []
+    assert gguf_warnings("gemma3_text", {"sliding_window": 512, "layer_types": ["sliding_attention"]}) == []
+
+
 def test_an_existing_file_is_not_replaced_without_overwrite(tmp_path, capsys):
     src = build_tiny_checkpoint(tmp_path / "src", "llama", num_layers=4)
     (tmp_path / "m.gguf").write_text("mine")
@@ -103,7 +115,7 @@ def test_llama_cpp_computes_the_logits_transformers_computes(gguf_lib, tmp_path)
     def llama_cpp_logits(path, vocab):
         llm = llama_cpp.Llama(str(path), logits_all=True, n_ctx=64, verbose=False, type_k=0, type_v=0)  # f32 cache
         llm.eval(ids)
-        out = torch.tensor([llm.scores[i][:vocab] for i in range(len(ids))])
+        out = torch.from_numpy(llm.scores[: len(ids), :vocab].copy())
         llm.close()
         return out
 

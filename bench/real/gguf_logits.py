@@ -39,7 +39,7 @@ def main() -> None:
         for name, path in (("hfprune export-gguf", fixed), ("plain convert_hf_to_gguf.py", plain)):
             llm = llama_cpp.Llama(str(path), logits_all=True, n_ctx=len(ids) + 8, verbose=False, type_k=0, type_v=0)
             llm.eval(ids)
-            got = torch.tensor([llm.scores[i][: ref.shape[-1]] for i in range(len(ids))])
+            got = torch.from_numpy(llm.scores[: len(ids), : ref.shape[-1]].copy())
             llm.close()
             agree = float((got.argmax(-1) == ref.argmax(-1)).float().mean())
             print(f"{name}: {len(ids)} tokens, argmax agreement with transformers {agree:.1%}, "
