@@ -33,7 +33,8 @@ def main() -> None:
     ap.add_argument("--kv-heads", type=int, default=4)
     ap.add_argument("--vocab", type=int, help="vocabulary (default: the tiny tokenizer's)")
     ap.add_argument("--methods", default="partial,lora",
-                    help="comma list of partial, partial-nocache (frozen prefix recomputed every epoch), lora, qlora")
+                    help="comma list of partial, partial-nocache (frozen prefix recomputed every epoch), partial-disk "
+                         "(replayed from a memory-mapped file), lora, qlora")
     ap.add_argument("--epochs", type=float, help="run whole epochs over --examples rows instead of --steps")
     ap.add_argument("--examples", type=int, default=512)
     args = ap.parse_args()
@@ -68,6 +69,8 @@ def main() -> None:
         methods = {"partial": ("partial (lm_head + norm + last 3 layers)", ["--method", "partial", "--last-k", "3"]),
                    "partial-nocache": ("partial, frozen prefix recomputed every epoch",
                                        ["--method", "partial", "--last-k", "3", "--prefix-cache-gib", "0"]),
+                   "partial-disk": ("partial, frozen prefix replayed from a memory-mapped file",
+                                    ["--method", "partial", "--last-k", "3", "--prefix-cache-store", "disk"]),
                    "lora": ("lora (r=8, all linear projections)", ["--method", "lora", "--lora-r", "8"]),
                    "qlora": ("qlora (r=8, 4-bit NF4 base)", ["--method", "qlora", "--lora-r", "8"])}
         for key in args.methods.split(","):

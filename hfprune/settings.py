@@ -116,6 +116,10 @@ class RecoverOptions(_Strict):
                                                                  "layers' output per example (up to this many GiB) "
                                                                  "and replay it in later epochs instead of "
                                                                  "recomputing it; 0: off")
+    prefix_cache_store: Literal["auto", "memory", "disk"] = Field(
+        default="auto", description="where the frozen layers' output is kept: memory, a memory-mapped file beside "
+                                    "the training checkpoints, or auto (memory up to --prefix-cache-gib, else the "
+                                    "file when the disk has room)")
 
 
 class PlanSection(_Strict):

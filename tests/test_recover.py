@@ -293,3 +293,10 @@ def test_frozen_prefix_is_replayed_in_later_epochs_with_the_same_result(pruned_m
     assert cached.losses == pytest.approx(plain.losses, rel=1e-5)
     one = recover(pruned_model, tmp_path / "one", fast(dataset=str(alpaca_file), max_steps=-1, epochs=1))
     assert "one epoch" in one.run["frozen_prefix_cache"]["off"]
+    # the same replay from a memory-mapped file (runs whose prefix outputs do not fit in memory)
+    disk = recover(pruned_model, tmp_path / "disk", fast(**opts, prefix_cache_store="disk"))
+    assert disk.run["frozen_prefix_cache"]["store"] == "memory-mapped file"
+    assert disk.run["frozen_prefix_cache"]["replayed_batches"] == 8
+    c = tensors(tmp_path / "disk")
+    assert all(torch.equal(a[k], c[k]) for k in a)  # the file holds exactly what memory held
+    assert not (tmp_path / "disk.checkpoints").exists()  # the file went with the training checkpoints

@@ -152,7 +152,7 @@ def recover(model_path: str | Path, output: str | Path, options: RecoverOptions,
             p.data = p.data.float()
 
     steps, warmup, warnings = schedule(options, len(rows))
-    prefix, prefix_note = _prefix_cache(model, options, config, train_layers, rows, world_size)
+    prefix, prefix_note = _prefix_cache(model, options, config, train_layers, rows, world_size, ckpt_dir)
     tracker, resumed_from = _train(model, tokenizer, rows, options, warmup, ckpt_dir, resume, progress,
                                    _stop_after_steps, kd, prefix)
     losses = tracker.losses
@@ -171,7 +171,8 @@ def recover(model_path: str | Path, output: str | Path, options: RecoverOptions,
         run["peak_cuda_bytes"] = torch.cuda.max_memory_allocated()
     if method == "partial":
         run["frozen_prefix_cache"] = ({"layers": prefix.first, "replayed_batches": prefix.replayed,
-                                       "computed_batches": prefix.computed, "bytes": prefix.bytes}
+                                       "computed_batches": prefix.computed, "bytes": prefix.bytes,
+                                       "store": "memory-mapped file" if prefix.path else "memory"}
                                       if prefix is not None else {"off": prefix_note})
         if prefix is not None:
             prefix.close()
@@ -369,8 +370,9 @@ def _teacher_signal(teacher, rows, o: RecoverOptions, cache_dir: Path, dtype, pr
     return _TeacherSignal(load_teacher(teacher, dtype, o.trust_remote_code), None, o.kd_temperature, o.kd_alpha)
 
 
-def _prefix_cache(model, o: RecoverOptions, config: dict, train_layers, rows, world_size: int = 1):
-    """(FrozenPrefixCache or None, why) for this run."""
+def _prefix_cache(model, o: RecoverOptions, config: dict, train_layers, rows, world_size: int = 1,
+                  folder: Path | None = None):
+    """(FrozenPrefixCache or None, why) for this run; a disk store lives in `folder` (the checkpoint folder)."""
     from .prefix_cache import FrozenPrefixCache, prefix_cache_plan
 
     if base_method(o.method) != "partial":
@@ -380,11 +382,23 @@ def _prefix_cache(model, o: RecoverOptions, config: dict, train_layers, rows, wo
         return None, f"{world_size} processes"
     dec = config.get("text_config") or config
     frozen = next((p for p in model.parameters() if not p.requires_grad), None)
-    first, why = prefix_cache_plan(dec, train_layers, o.epochs, o.max_steps,
-                                   sum(len(r["input_ids"]) for r in rows), int(dec.get("hidden_size") or 0),
-                                   frozen.element_size() if frozen is not None else 4,
-                                   int(o.prefix_cache_gib * 2**30))
-    return (FrozenPrefixCache(model, first), why) if first else (None, why)
+    tokens = sum(len(r["input_ids"]) for r in rows)
+    disk_free = None
+    if folder is not None:
+        existing = next(p for p in [folder, *folder.parents] if p.exists())
+        disk_free = shutil.disk_usage(existing).free
+    first, why, where = prefix_cache_plan(dec, train_layers, o.epochs, o.max_steps, tokens,
+                                          int(dec.get("hidden_size") or 0),
+                                          frozen.element_size() if frozen is not None else 4,
+                                          int(o.prefix_cache_gib * 2**30), o.prefix_cache_store, disk_free)
+    if not first:
+        return None, why
+    path = folder / "frozen-prefix.bin" if where == "disk" and folder is not None else None
+    if path is not None:
+        folder.mkdir(parents=True, exist_ok=True)
+        (folder / CHECKPOINTS_MARKER).write_text("training checkpoints written by hfprune recover\n")
+        path.unlink(missing_ok=True)  # never replay a previous run's outputs
+    return FrozenPrefixCache(model, first, path=path, tokens=tokens), why
 
 
 def _trainer_class(kd: _TeacherSignal | None, prefix=None, tracker: "_Tracker | None" = None):
