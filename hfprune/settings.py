@@ -53,8 +53,7 @@ class ScoreOptions(CalibrationSettings):
     trust_remote_code: bool = Field(default=False, description="allow the source's own modeling code")
     stream: Literal["auto", "on", "off"] = Field(
         default="auto", description="score one decoder layer at a time, read from disk, in memory that holds one "
-                                    "layer (block-influence, angular, ppl, finercut; same choices); auto: when the "
-                                    "model does not fit in memory")
+                                    "layer (same scores and choices); auto: when the model does not fit in memory")
 
 
 # ---------------------------------------------------------------- recovery

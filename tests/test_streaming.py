@@ -66,6 +66,9 @@ CASES = [
     ("gpt_oss", "finercut", 2, {}),
     ("falcon_h1", "ppl", 2, {}),
     ("gemma2", "angular", 3, {}),
+    ("llama", "taylor", 2, {"iterative_step": 1}),
+    ("gemma3_text", "taylor", 2, {}),
+    ("falcon_h1", "taylor", 2, {}),
 ]
 
 
@@ -86,7 +89,6 @@ def test_a_small_stream_budget_splits_the_candidates_into_passes(checkpoints, ca
 
 
 @pytest.mark.parametrize("args,needle", [
-    (["--metric", "taylor", "--remove", "1", "--stream", "on"], "needs the whole model"),
     (["--metric", "ppl", "--remove", "1", "--stream", "on", "--device-map", "auto"], "exclude each other"),
 ])
 def test_what_cannot_stream_is_one_line(args, needle, checkpoints, calib, capsys):
@@ -159,4 +161,4 @@ def test_auto_streams_when_the_model_does_not_fit(checkpoints, calib, monkeypatc
     assert _should_stream(opts, ckpt, progress=True)
     assert "scoring it layer by layer" in capsys.readouterr().err
     assert not _should_stream(opts.model_copy(update={"stream": "off"}), ckpt, progress=False)
-    assert not _should_stream(opts.model_copy(update={"metric": "taylor"}), ckpt, progress=False)
+    assert not _should_stream(opts.model_copy(update={"device_map": "auto"}), ckpt, progress=False)

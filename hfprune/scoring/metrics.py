@@ -149,9 +149,10 @@ def _taylor(inp: ScoreInputs):
     import torch
 
     if inp.streamed is not None:
-        raise PlanError("taylor needs gradients through the whole model, which layer-by-layer scoring does not "
-                        "compute; score it in memory (--stream off) or pick block-influence, angular, ppl or "
-                        "finercut")
+        from . import streaming
+
+        s = inp.streamed
+        return streaming.taylor(s.model, s.batches, inp.removed, bar=inp.stream_bar("taylor"))
     model = inp.stack.model
     model.zero_grad(set_to_none=True)
     for ids in inp.bar(inp.batches, "taylor"):

@@ -108,7 +108,7 @@ def _run(src: Source, ckpt: Checkpoint, options: ScoreOptions, data: str | None,
             calib = load_calibration(data, tokenizer, samples=options.samples, seq_len=options.seq_len,
                                      seed=options.seed, texts=texts)
             model = StreamedModel(src.path, ckpt, options.dtype, options.trust_remote_code, _stream_device(),
-                                  needs_logits=options.metric in ("ppl", "finercut"))
+                                  needs_logits=options.metric in ("ppl", "finercut", "taylor"))
             batches = model.prepare(list(calib.input_ids.split(options.batch_size)))
             inputs.streamed = Streamed(model, batches, default_budget())
         else:

@@ -10,6 +10,7 @@ replaying the stream's end. Peak memory: one layer + the residual streams + embe
 
 Metrics that need the output with a block removed (ppl, finercut) carry one extra stream per candidate; when those
 streams do not fit in the stream budget the candidates are split into groups, one pass over the layers each.
+Taylor keeps every layer's input from one forward pass, then backpropagates layer by layer from the head down.
 Every layer sees exactly the inputs it sees in the in-memory path, so scores, and the choice, are the same.
 """
 
@@ -27,7 +28,7 @@ from .forward import _zero_attention, _zero_mlp, _zero_mlp_pair, decoder_of, lay
 
 _TORCH_DTYPES = {"F32": "float32", "F16": "float16", "BF16": "bfloat16", "F64": "float64", "I64": "int64",
                  "I32": "int32", "I16": "int16", "I8": "int8", "U8": "uint8", "BOOL": "bool"}
-STREAMED_METRICS = ("block-influence", "angular", "ppl", "finercut")
+STREAMED_METRICS = ("block-influence", "angular", "ppl", "finercut", "taylor")
 
 
 # ---------------------------------------------------------------- memory: does the model fit?
@@ -221,10 +222,13 @@ class StreamedModel:
                     module._buffers[attr] = buf.to(self.device)
 
     @contextlib.contextmanager
-    def layer(self, i: int):
-        """Layer i with its weights read from disk; freed (back to meta) on exit."""
+    def layer(self, i: int, trainable: bool = False):
+        """Layer i with its weights read from disk (requiring gradients if `trainable`); freed on exit."""
         layer = self.layers[i]
         self._set(layer, self._layer_prefix[i], materialize=True)
+        if trainable:
+            for p in layer.parameters():
+                p.requires_grad_(True)
         try:
             yield layer
         finally:
@@ -297,6 +301,15 @@ class StreamedModel:
             for module in patched:
                 module.__dict__.pop("forward", None)
         return out[0] if isinstance(out, tuple) else out
+
+    def loss(self, batch: StreamBatch, final_hidden):
+        """The model's own LM loss on the stream's end (gradients flow back into `final_hidden`)."""
+        import torch
+
+        replay = {i: (lambda *a, **k: layer_result(self.arch, final_hidden)) for i in range(len(self.layers))}
+        stand_in = torch.zeros_like(batch.embedded)
+        with self._patched(replay):
+            return self.model(inputs_embeds=stand_in, labels=batch.ids, use_cache=False).loss
 
     def logits(self, batch: StreamBatch, final_hidden):
         """The model's own head (final norm, lm_head, soft-capping) on the stream's end."""
@@ -484,6 +497,45 @@ def finercut(sm: StreamedModel, batches: list[StreamBatch], remove: int, distanc
         steps.append({"removed": {"layer": best[0], "block": best[1]}, "distance": scored[best],
                       "candidates": [{"layer": k, "block": b, "distance": scored[(k, b)]} for k, b in candidates]})
     return steps
+
+
+def taylor(sm: StreamedModel, batches: list[StreamBatch], removed: tuple[int, ...], bar=None):
+    """Sum over a layer's weights of |dL/dW * W|, by backpropagating layer by layer: one forward pass keeps every
+    layer's input, then from the head down each layer is read again, its input's gradient handed to the layer
+    below. Each batch's loss is weighted by its share of the windows, as in memory."""
+    import torch
+
+    n = len(sm.layers)
+    drop = set(removed)
+    inputs: list[list] = [[] for _ in range(n)]
+
+    def on_layer(i, bi, x, y):
+        inputs[i].append(x)
+
+    layer_pass(sm, batches, attn=drop, mlp=drop, on_layer=on_layer,
+               bar=(lambda it: bar(it)) if bar else None)
+    total = sum(b.ids.shape[0] for b in batches)
+    grads = []
+    for bi, batch in enumerate(batches):  # the last layer's output, recomputed with the head's gradient
+        with sm.layer(n - 1) as last, torch.no_grad():
+            end = inputs[n - 1][bi] if n - 1 in drop else sm.run(last, n - 1, batch, inputs[n - 1][bi])
+        end = end.detach().requires_grad_(True)
+        (sm.loss(batch, end) * batch.ids.shape[0] / total).backward()
+        grads.append(end.grad)
+    scores: list[float | None] = [None] * n
+    for i in (bar(range(n - 1, -1, -1)) if bar else range(n - 1, -1, -1)):
+        if i in drop:
+            continue  # a removed layer passes its gradient through unchanged
+        with sm.layer(i, trainable=True) as layer:
+            for bi, batch in enumerate(batches):
+                x = inputs[i][bi].detach().requires_grad_(True)
+                out = layer(x, *batch.calls[i].args, **batch.calls[i].kwargs)
+                (out[0] if isinstance(out, tuple) else out).backward(grads[bi])
+                grads[bi] = x.grad
+                inputs[i][bi] = None
+            scores[i] = sum(float((p.grad.float() * p.float()).abs().sum())
+                            for p in layer.parameters() if p.grad is not None)
+    return scores
 
 
 def default_budget() -> int:
