@@ -90,9 +90,21 @@ def drop_page_cache() -> None:
         pass  # not root: cached pages may be charged outside the cap
 
 
-def run(cmd: list[str]) -> dict:
-    proc = subprocess.run([sys.executable, "-c", _WRAPPER, *cmd], stderr=subprocess.PIPE, text=True)
-    return json.loads(proc.stderr.strip().splitlines()[-1])
+def run(cmd: list[str], timeout: float) -> dict:
+    """{'rc', 'wall_s', 'peak_rss_bytes'}; rc None when the run did not finish within `timeout` seconds."""
+    import signal
+    import time
+
+    t = time.perf_counter()
+    proc = subprocess.Popen([sys.executable, "-c", _WRAPPER, *cmd], stderr=subprocess.PIPE, text=True,
+                            start_new_session=True)
+    try:
+        _, err = proc.communicate(timeout=timeout)
+    except subprocess.TimeoutExpired:
+        os.killpg(proc.pid, signal.SIGKILL)
+        proc.communicate()
+        return {"rc": None, "wall_s": time.perf_counter() - t, "peak_rss_bytes": 0}
+    return json.loads(err.strip().splitlines()[-1])
 
 
 def main() -> None:
@@ -103,6 +115,7 @@ def main() -> None:
     ap.add_argument("--samples", type=int, default=2)
     ap.add_argument("--seq-len", type=int, default=64)
     ap.add_argument("--dtype", default="float32")
+    ap.add_argument("--timeout", type=float, default=600, help="seconds before a run is stopped")
     args = ap.parse_args()
     from hfprune.tiny import DEMO_TEXT, train_tokenizer
 
@@ -131,16 +144,20 @@ def main() -> None:
                        str(work / f"cache-{mode}-{capped}"), "--no-progress"]
                 if capped:
                     drop_page_cache()
-                r = run(cap.wrap(cmd) if capped else cmd)
+                r = run(cap.wrap(cmd) if capped else cmd, args.timeout)
                 plan = json.loads(out.read_text()) if r["rc"] == 0 and out.is_file() else None
                 rows[(mode, capped)] = (r, plan)
                 reference = rows.get(("off", False), (None, None))[1]
                 same = "-" if plan is None or (mode, capped) == ("off", False) else \
                     ("yes" if plan == reference else "NO")
                 what = "in memory" if mode == "off" else "layer by layer"
+                if r["rc"] is None:
+                    print(f"| {metric} | {what} | {args.cap_gib:g} GiB | did not finish in {args.timeout:g} s "
+                          f"(stopped) | | >{args.timeout:g} | - |", flush=True)
+                    continue
                 if r["rc"] != 0:
                     print(f"| {metric} | {what} | {args.cap_gib:g} GiB | failed (exit {r['rc']}: killed at the "
-                          f"cap) | | {r['wall_s']:.1f} | - |")
+                          f"cap) | | {r['wall_s']:.1f} | - |", flush=True)
                     continue
                 print(f"| {metric} | {what} | {f'{args.cap_gib:g} GiB' if capped else 'none'} | "
                       f"{r['peak_rss_bytes'] / 2**30:.2f} | {r['peak_rss_bytes'] / total:.2f}x | {r['wall_s']:.1f} | "
