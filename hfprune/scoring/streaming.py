@@ -533,8 +533,9 @@ def taylor(sm: StreamedModel, batches: list[StreamBatch], removed: tuple[int, ..
                 (out[0] if isinstance(out, tuple) else out).backward(grads[bi])
                 grads[bi] = x.grad
                 inputs[i][bi] = None
-            scores[i] = sum(float((p.grad.float() * p.float()).abs().sum())
-                            for p in layer.parameters() if p.grad is not None)
+            with torch.no_grad():
+                scores[i] = sum(float((p.grad.float() * p.float()).abs().sum())
+                                for p in layer.parameters() if p.grad is not None)
     return scores
 
 
