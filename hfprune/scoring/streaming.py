@@ -139,20 +139,58 @@ class StreamedModel:
         self.needs_logits = needs_logits
         head = model.get_output_embeddings()
         self._head = None if head is None or head.weight is model.get_input_embeddings().weight else head
-        self._check_names()
-        self._load_outside_layers()
+        self._mapping = None if self._names_match() else self._conversion_mapping()
+        if self._mapping is None:
+            self._load_outside_layers()
+        else:
+            self._load_outside_layers_converted()
 
-    def _check_names(self) -> None:
+    def _names_match(self) -> bool:
+        """Whether every model tensor is stored under its own name (else transformers converts while loading)."""
         text_config = self.model.config.get_text_config()
         tied = set(getattr(self.model, "_tied_weights_keys", None) or ()) \
             if getattr(text_config, "tie_word_embeddings", False) else set()
-        missing = [n for n, _ in self.model.named_parameters(remove_duplicate=False)
-                   if n not in self._files and n not in tied]
-        if missing:
-            raise CheckpointError(
-                f"layer streaming cannot find {missing[0]} in the checkpoint ({len(missing)} model tensors are "
-                "named differently on disk: transformers renames or fuses them while loading this architecture); "
-                "score in memory instead (--stream off) on a machine that holds the model")
+        return all(n in self._files or n in tied for n, _ in self.model.named_parameters(remove_duplicate=False))
+
+    def _conversion_mapping(self):
+        """transformers' own renames and fusions for this architecture (e.g. per-expert MoE weights fused into one
+        tensor), applied layer by layer with its own loader."""
+        try:
+            from transformers.conversion_mapping import get_model_conversion_mapping
+            from transformers.utils import logging as hf_logging
+
+            hf_logging.disable_progress_bar()
+            return get_model_conversion_mapping(self.model, None, None) or []
+        except ImportError:  # a transformers without the v5 loader: names must match
+            raise CheckpointError("layer streaming needs tensor names that match the model's, or transformers' v5 "
+                                  "weight conversion; score in memory instead (--stream off)") from None
+
+    def _convert_into_model(self, names: list[str]) -> None:
+        """Load checkpoint tensors `names` into the model through transformers' weight conversion."""
+        from transformers.core_model_loading import convert_and_load_state_dict_in_model
+        from transformers.modeling_utils import LoadStateDictConfig
+
+        state = {n: self._read(n, cast=False) for n in names}
+        convert_and_load_state_dict_in_model(model=self.model, state_dict=state, disk_offload_index=None,
+                                             load_config=LoadStateDictConfig(dtype=self.dtype,
+                                                                             weight_mapping=self._mapping))
+
+    def _load_outside_layers_converted(self) -> None:
+        head_names = {name for name, _ in self._head.named_parameters(prefix=self._module_name(self._head))} \
+            if self._head is not None and not self.needs_logits else set()
+        names = [name for name in self._files
+                 if self.ckpt.layer_of(name) is None and name not in head_names]
+        self._convert_into_model(names)
+        self.model.tie_weights()
+        skip = {id(p) for layer in self.layers for p in layer.parameters()}
+        if head_names:
+            skip |= {id(p) for p in self._head.parameters()}
+        still = [name for name, p in self.model.named_parameters() if p.is_meta and id(p) not in skip]
+        if still:
+            raise CheckpointError(f"the checkpoint has no weights for {still[0]}; it would be left uninitialised")
+
+    def _module_name(self, module) -> str:
+        return next(name for name, m in self.model.named_modules() if m is module)
 
     @staticmethod
     def _named_tensors(module):
@@ -160,8 +198,8 @@ class StreamedModel:
         for name, buf in module.named_buffers(remove_duplicate=False):
             yield name, buf
 
-    def _read(self, name: str):
-        """One tensor from its file with a plain read, converted to the scoring dtype if floating."""
+    def _read(self, name: str, cast: bool = True):
+        """One tensor from its file with a plain read, converted to the scoring dtype if floating (and `cast`)."""
         import torch
 
         path, info = self._files[name]
@@ -171,6 +209,8 @@ class StreamedModel:
             if f.readinto(raw.numpy()) != info.nbytes:
                 raise CheckpointError(f"{Path(path).name} ended early while reading {name}; the file is truncated")
         t = raw.view(getattr(torch, _TORCH_DTYPES[info.dtype])).reshape(info.shape)
+        if not cast:
+            return t
         if t.is_floating_point() and t.dtype != self.dtype:
             t = t.to(self.dtype)
         return t.to(self.device)
@@ -221,18 +261,51 @@ class StreamedModel:
                 else:
                     module._buffers[attr] = buf.to(self.device)
 
+    def _layer_names(self, i: int) -> list[str]:
+        return [name for name in self._files if (loc := self.ckpt.layer_of(name)) is not None and loc[0] == i]
+
+    def _materialize_converted(self, i: int, layer) -> None:
+        import torch
+
+        self._convert_into_model(self._layer_names(i))
+        missing = [name for name, p in layer.named_parameters() if p.is_meta]
+        if missing:
+            raise CheckpointError(f"the checkpoint has no weights for layer {i}'s {missing[0]}; it would be left "
+                                  "uninitialised")
+        if self.device.type != "cpu":
+            layer.to(self.device)
+        for name, p in list(layer.named_parameters()):
+            owner_name, _, attr = name.rpartition(".")
+            owner = layer.get_submodule(owner_name) if owner_name else layer
+            owner._parameters[attr] = torch.nn.Parameter(p.data, requires_grad=False)
+
+    def _free_converted(self, layer) -> None:
+        import torch
+
+        for name, p in list(layer.named_parameters()):
+            owner_name, _, attr = name.rpartition(".")
+            owner = layer.get_submodule(owner_name) if owner_name else layer
+            owner._parameters[attr] = torch.nn.Parameter(torch.empty(p.shape, dtype=p.dtype, device="meta"),
+                                                         requires_grad=False)
+
     @contextlib.contextmanager
     def layer(self, i: int, trainable: bool = False):
         """Layer i with its weights read from disk (requiring gradients if `trainable`); freed on exit."""
         layer = self.layers[i]
-        self._set(layer, self._layer_prefix[i], materialize=True)
+        if self._mapping is None:
+            self._set(layer, self._layer_prefix[i], materialize=True)
+        else:
+            self._materialize_converted(i, layer)
         if trainable:
             for p in layer.parameters():
                 p.requires_grad_(True)
         try:
             yield layer
         finally:
-            self._set(layer, self._layer_prefix[i], materialize=False)
+            if self._mapping is None:
+                self._set(layer, self._layer_prefix[i], materialize=False)
+            else:
+                self._free_converted(layer)
             _release_freed_memory()
 
     def prepare(self, batches) -> list[StreamBatch]:
