@@ -139,9 +139,11 @@ def build_parser() -> argparse.ArgumentParser:
                                    "Refuses, with the reason, what no GGUF can express (skip maps, SmolLM3 with "
                                    "moved NoPE layers).")
     p.add_argument("model", metavar="MODEL", help="a checkpoint folder (e.g. the output of hfprune prune/recover)")
-    p.add_argument("-o", "--output", metavar="FILE", help="the .gguf file (default: MODEL-OUTTYPE.gguf beside MODEL)")
-    p.add_argument("--outtype", default="f16", choices=["f32", "f16", "bf16", "q8_0", "auto"],
-                   help="tensor type, as llama.cpp's converter (default: f16)")
+    p.add_argument("-o", "--output", metavar="FILE", help="the .gguf file (default: MODEL.gguf beside MODEL, "
+                                                         "MODEL-OUTTYPE.gguf with --outtype)")
+    p.add_argument("--outtype", default="auto", choices=["auto", "f32", "f16", "bf16", "q8_0"],
+                   help="tensor type, as llama.cpp's converter; auto keeps the checkpoint's precision (bf16 stays "
+                        "bf16; default)")
     p.add_argument("--llama-cpp", metavar="PATH", help="a llama.cpp checkout whose converter to use")
     p.add_argument("--overwrite", action="store_true", help="replace FILE")
     p.set_defaults(func=_cmd_export_gguf)

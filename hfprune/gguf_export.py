@@ -183,9 +183,10 @@ def gguf_warnings(model_type: str, decoder_config: dict) -> list[str]:
 
 # ---------------------------------------------------------------- export
 
-def export_gguf(model: str | Path, output: str | Path | None = None, *, outtype: str = "f16",
+def export_gguf(model: str | Path, output: str | Path | None = None, *, outtype: str = "auto",
                 llama_cpp: str | Path | None = None, overwrite: bool = False, echo=print) -> ExportResult:
-    """Convert the checkpoint folder `model` to `output` (default: <model>-<outtype>.gguf beside the folder)."""
+    """Convert the checkpoint folder `model` to `output` (default: <model>.gguf, or <model>-<outtype>.gguf for an
+    explicit type, beside the folder). `auto` keeps the checkpoint's own precision (bf16 stays bf16)."""
     model = Path(model)
     if outtype not in OUTTYPES:
         raise ExportError(f"--outtype {outtype}: choose one of {', '.join(OUTTYPES)}")
@@ -193,7 +194,8 @@ def export_gguf(model: str | Path, output: str | Path | None = None, *, outtype:
     blockers = gguf_blockers(ckpt)
     if blockers:
         raise ExportError(f"{model.name} cannot be exported to GGUF faithfully: {blockers[0]}")
-    output = Path(output) if output is not None else model.parent / f"{model.name}-{outtype}.gguf"
+    suffix = "" if outtype == "auto" else f"-{outtype}"
+    output = Path(output) if output is not None else model.parent / f"{model.name}{suffix}.gguf"
     if output.suffix != ".gguf":
         raise ExportError(f"{output}: the output file name must end in .gguf")
     check_writable_file(output, "GGUF file")
