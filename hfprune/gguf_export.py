@@ -224,8 +224,11 @@ def _convert(converter: Path, model: Path, out: Path, outtype: str) -> None:
     if run.returncode != 0 or not out.is_file():
         lines = [line for line in run.stderr.strip().splitlines() if line.strip()]
         last = lines[-1] if lines else "no output"
-        hint = ("; this llama.cpp does not know the tokenizer (new or custom): use a newer llama.cpp checkout with "
-                "--llama-cpp PATH" if "pre-tokenizer was not recognized" in last else "")
+        hint = ""
+        if "pre-tokenizer was not recognized" in last:
+            hint = "; this llama.cpp does not know the tokenizer (new or custom): use a newer llama.cpp checkout with --llama-cpp PATH"
+        elif "No module named" in last:
+            hint = "; install what the converter imports: pip install 'hfprune[gguf]'"
         raise ExportError(f"llama.cpp's converter failed on {model.name}: {last}{hint}")
 
 
