@@ -26,4 +26,6 @@ run smol-qlora python bench/bench_recover.py $SMOL --methods partial,qlora
 run 1b-partial-lora python bench/bench_recover.py $ONEB --methods partial,lora
 run 1b-qlora python bench/bench_recover.py $ONEB --methods partial,qlora
 run score python bench/bench_score.py
+# layer-by-layer scoring computing on the GPU (in memory stays on the CPU without --device-map): same choices?
+run stream-score python bench/bench_score_memory.py --layers 12 --metrics block-influence,ppl --timeout 200
 cat "$OUT/env.txt" "$OUT/gpu.md"

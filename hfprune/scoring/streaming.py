@@ -176,6 +176,8 @@ class StreamedModel:
                                                                              weight_mapping=self._mapping))
 
     def _load_outside_layers_converted(self) -> None:
+        import torch
+
         head_names = {name for name, _ in self._head.named_parameters(prefix=self._module_name(self._head))} \
             if self._head is not None and not self.needs_logits else set()
         names = [name for name in self._files
@@ -188,6 +190,14 @@ class StreamedModel:
         still = [name for name, p in self.model.named_parameters() if p.is_meta and id(p) not in skip]
         if still:
             raise CheckpointError(f"the checkpoint has no weights for {still[0]}; it would be left uninitialised")
+        if self.device.type != "cpu":  # transformers' loader placed them on the CPU
+            for module in self.model.modules():
+                for attr, t in list(module._parameters.items()):
+                    if t is not None and not t.is_meta:
+                        module._parameters[attr] = torch.nn.Parameter(t.data.to(self.device), requires_grad=False)
+                for attr, t in list(module._buffers.items()):
+                    if t is not None and not t.is_meta:
+                        module._buffers[attr] = t.to(self.device)
 
     def _module_name(self, module) -> str:
         return next(name for name, m in self.model.named_modules() if m is module)
