@@ -198,6 +198,7 @@ class StreamedModel:
                 for attr, t in list(module._buffers.items()):
                     if t is not None and not t.is_meta:
                         module._buffers[attr] = t.to(self.device)
+            self.model.tie_weights()  # the moved embedding is the head again
 
     def _module_name(self, module) -> str:
         return next(name for name, m in self.model.named_modules() if m is module)
