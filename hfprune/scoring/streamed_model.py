@@ -58,15 +58,16 @@ def _address_space_used() -> int:
 
 
 def in_memory_bytes(ckpt: Checkpoint, dtype_bytes: int | None) -> int:
-    """What loading the whole model for scoring takes: its weights at the scoring dtype plus a third for
-    activations and the loader's transient copies (measured 1.39x for block-influence in bf16)."""
+    """What loading the whole model for scoring takes: its weights at the scoring dtype plus half for
+    activations and the loader's transient copies (measured above the interpreter: 1.5x the float32 weights of
+    a bf16 checkpoint scored in float32, bench/RESULTS.md)."""
+    from ..disk.safetensors_io import DTYPE_BYTES
+
     total = 0
     for t in ckpt.tensors():
-        from ..disk.safetensors_io import DTYPE_BYTES
-
-        own = DTYPE_BYTES[t.dtype]
-        total += t.numel * (dtype_bytes or own) if t.dtype in ("F32", "F16", "BF16", "F64") else t.nbytes
-    return int(total * 1.35)
+        total += t.numel * (dtype_bytes or DTYPE_BYTES[t.dtype]) if t.dtype in ("F32", "F16", "BF16", "F64") \
+            else t.nbytes
+    return int(total * 1.5)
 
 
 def _release_freed_memory() -> None:
