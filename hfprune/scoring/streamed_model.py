@@ -81,6 +81,18 @@ def _release_freed_memory() -> None:
         pass  # not glibc: nothing to do
 
 
+def _put(root, name: str, value) -> None:
+    """Set the parameter (frozen) or buffer at dotted `name` under `root` to `value`."""
+    import torch
+
+    owner_name, _, attr = name.rpartition(".")
+    owner = root.get_submodule(owner_name) if owner_name else root
+    if attr in owner._parameters:
+        owner._parameters[attr] = torch.nn.Parameter(value, requires_grad=False)
+    else:
+        owner._buffers[attr] = value
+
+
 # ---------------------------------------------------------------- the streamed model
 
 @dataclass
@@ -219,22 +231,13 @@ class StreamedModel:
         import torch
 
         for name, tensor in list(self._named_tensors(module)):
-            owner_name, _, attr = name.rpartition(".")
-            owner = module.get_submodule(owner_name) if owner_name else module
             full = prefix + name
             if full not in self._files:
                 continue  # a computed buffer (kept as built) or a tied weight (tied again below)
-            if materialize:
-                value = self._read(full)
-            else:
-                value = torch.empty(tensor.shape, dtype=tensor.dtype, device="meta")
-            if attr in owner._parameters:
-                owner._parameters[attr] = torch.nn.Parameter(value, requires_grad=False)
-            else:
-                owner._buffers[attr] = value
+            _put(module, name, self._read(full) if materialize else
+                 torch.empty(tensor.shape, dtype=tensor.dtype, device="meta"))
 
     def _load_outside_layers(self) -> None:
-        import torch
 
         layer_ids = {id(p) for layer in self.layers for p in layer.parameters()}
         if self._head is not None and not self.needs_logits:  # block-influence, angular: no logits, no head read
@@ -242,9 +245,7 @@ class StreamedModel:
         for name, p in list(self.model.named_parameters(remove_duplicate=False)):
             if id(p) in layer_ids or not p.is_meta or name not in self._files:
                 continue
-            owner_name, _, attr = name.rpartition(".")
-            owner = self.model.get_submodule(owner_name)
-            owner._parameters[attr] = torch.nn.Parameter(self._read(name), requires_grad=False)
+            _put(self.model, name, self._read(name))
         self.model.tie_weights()
         still = [n for n, p in self.model.named_parameters() if p.is_meta and id(p) not in layer_ids]
         if still:
@@ -265,7 +266,6 @@ class StreamedModel:
         return [name for name in self._files if (loc := self.ckpt.layer_of(name)) is not None and loc[0] == i]
 
     def _materialize_converted(self, i: int, layer) -> None:
-        import torch
 
         self._convert_into_model(self._layer_names(i))
         missing = [name for name, p in layer.named_parameters() if p.is_meta]
@@ -275,18 +275,13 @@ class StreamedModel:
         if self.device.type != "cpu":
             layer.to(self.device)
         for name, p in list(layer.named_parameters()):
-            owner_name, _, attr = name.rpartition(".")
-            owner = layer.get_submodule(owner_name) if owner_name else layer
-            owner._parameters[attr] = torch.nn.Parameter(p.data, requires_grad=False)
+            _put(layer, name, p.data)
 
     def _free_converted(self, layer) -> None:
         import torch
 
         for name, p in list(layer.named_parameters()):
-            owner_name, _, attr = name.rpartition(".")
-            owner = layer.get_submodule(owner_name) if owner_name else layer
-            owner._parameters[attr] = torch.nn.Parameter(torch.empty(p.shape, dtype=p.dtype, device="meta"),
-                                                         requires_grad=False)
+            _put(layer, name, torch.empty(p.shape, dtype=p.dtype, device="meta"))
 
     @contextlib.contextmanager
     def layer(self, i: int, trainable: bool = False):
