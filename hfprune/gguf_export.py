@@ -232,7 +232,7 @@ def _convert(converter: Path, model: Path, out: Path, outtype: str) -> None:
         raise ExportError(f"llama.cpp's converter failed on {model.name}: {last}{hint}")
 
 
-def _field(gguf, reader, key: str):
+def _field(reader, key: str):
     f = reader.get_field(key)
     return None if f is None else f.contents()
 
@@ -242,11 +242,11 @@ def _fix_metadata(gguf, src: Path, wanted: dict[str, list[bool]], dst: Path) -> 
     from gguf.scripts.gguf_new_metadata import MetadataDetails, copy_with_new_metadata
 
     reader = gguf.GGUFReader(src, "r")
-    arch = _field(gguf, reader, gguf.Keys.General.ARCHITECTURE)
+    arch = _field(reader, gguf.Keys.General.ARCHITECTURE)
     new = {}
     for suffix, values in wanted.items():
         key = f"{arch}.{suffix}"
-        if _field(gguf, reader, key) != values:
+        if _field(reader, key) != values:
             new[key] = MetadataDetails(gguf.GGUFValueType.ARRAY, list(values), sub_type=gguf.GGUFValueType.BOOL)
     if not new:
         return {}
@@ -261,10 +261,10 @@ def _fix_metadata(gguf, src: Path, wanted: dict[str, list[bool]], dst: Path) -> 
 
 def _verify(gguf, path: Path, layers: int, wanted: dict[str, list[bool]]) -> None:
     reader = gguf.GGUFReader(path, "r")
-    arch = _field(gguf, reader, gguf.Keys.General.ARCHITECTURE)
-    blocks = _field(gguf, reader, f"{arch}.block_count")
+    arch = _field(reader, gguf.Keys.General.ARCHITECTURE)
+    blocks = _field(reader, f"{arch}.block_count")
     if blocks != layers:
         raise CheckpointError(f"the GGUF file declares {blocks} layers but the checkpoint has {layers}")
     for suffix, values in wanted.items():
-        if _field(gguf, reader, f"{arch}.{suffix}") != values:
+        if _field(reader, f"{arch}.{suffix}") != values:
             raise CheckpointError(f"the GGUF file's {arch}.{suffix} does not match config.json after rewriting")
