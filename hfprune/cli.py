@@ -53,14 +53,20 @@ def _add_eval_options(p: argparse.ArgumentParser) -> None:
     from .cli_options import add_model_flags
     from .settings import EvalSection
 
-    add_model_flags(p, EvalSection, fields=("tasks", "limit", "include_path"), prefix="eval_", override=True)
+    add_model_flags(p, EvalSection, fields=("tasks", "limit", "include_path", "dtype", "max_length", "speed_rounds"),
+                    prefix="eval_", override=True, rename=EVAL_RENAMES)
 
 
 def _eval_overrides(args) -> dict:
     from .cli_options import values_from_args
     from .settings import EvalSection
 
-    return {f"eval.{k}": v for k, v in values_from_args(args, EvalSection, prefix="eval_").items()}
+    return {f"eval.{k}": v for k, v in values_from_args(args, EvalSection, prefix="eval_",
+                                                         rename=EVAL_RENAMES).items()}
+
+
+# push/sweep carry recovery flags too: the evaluation's own take a prefix where the names would clash
+EVAL_RENAMES = {"dtype": "--eval-dtype", "max_length": "--eval-max-length"}
 
 
 def _add_calibration_options(p: argparse.ArgumentParser, fields) -> None:
@@ -149,16 +155,15 @@ def build_parser() -> argparse.ArgumentParser:
     p.set_defaults(func=_cmd_export_gguf)
 
     p = sub.add_parser("eval", help="evaluate a checkpoint with lm-evaluation-harness, size and speed",
-                       description="Run lm-eval tasks on MODEL (in memory) and measure parameters, size on disk and "
-                                   "generation latency; write the results as JSON.")
+                       description="Run lm-eval tasks on MODEL (in memory, in the dtype this hardware computes "
+                                   "fastest) and measure parameters, size on disk and decode speed; write the "
+                                   "results as JSON.")
     p.add_argument("model", metavar="MODEL", help="a local checkpoint folder or a Hub repo id[@revision]")
-    p.add_argument("--tasks", help="comma-separated lm-eval tasks (default: the seed paper's eight + wikitext; "
-                                   "offline: the bundled hfprune_demo_mc and hfprune_demo_ppl, or your own YAMLs "
-                                   "with --include-path)")
+    from .cli_options import add_model_flags
+    from .settings import EvalSection
+
+    add_model_flags(p, EvalSection)
     p.add_argument("--token", help="Hub token (default: the logged-in one); never printed or stored")
-    p.add_argument("--limit", type=int, help="at most N examples per task")
-    p.add_argument("--batch-size", type=int, default=8, help="lm-eval batch size (default: %(default)s)")
-    p.add_argument("--include-path", help="a folder of extra lm-eval task YAMLs")
     p.add_argument("-o", "--output", default="eval.json", help="results file (default: %(default)s)")
     p.add_argument("--trust-remote-code", action="store_true", help="allow the model's own code (read it first)")
     p.set_defaults(func=_cmd_eval)
@@ -312,22 +317,34 @@ def _cmd_export_gguf(args) -> int:
 
 
 def _cmd_eval(args) -> int:
+    from .cli_options import build, values_from_args
     from .evaluation.harness import evaluate_model
-    from .settings import DEFAULT_TASKS
+    from .settings import EvalSection
     from .workdir import check_writable_file, write_json
 
+    settings = build(EvalSection, values_from_args(args, EvalSection))
     check_writable_file(args.output, "-o")  # before the evaluation, not after it
-    tasks = [t for t in args.tasks.split(",") if t] if args.tasks else DEFAULT_TASKS
     from .hub import resolve_source
 
     model = resolve_source(args.model, token=args.token).path  # a folder, or a Hub id[@revision]
-    result = evaluate_model(model, tasks, limit=args.limit, batch_size=args.batch_size,
-                            include_path=args.include_path, trust_remote_code=args.trust_remote_code)
+    result = evaluate_model(model, settings.tasks, limit=settings.limit, batch_size=settings.batch_size,
+                            include_path=settings.include_path, dtype=settings.dtype, max_length=settings.max_length,
+                            batch_memory_gib=settings.batch_memory_gib, trust_remote_code=args.trust_remote_code)
+    speed = ""
+    if settings.speed_rounds:
+        from .evaluation.speed import decode_speed
+
+        measured = decode_speed({"model": model}, dtype=result["settings"]["dtype"],
+                                new_tokens=settings.latency_tokens, rounds=settings.speed_rounds,
+                                trust_remote_code=args.trust_remote_code)
+        result["speed"] = {**measured["models"]["model"], "method": measured["method"]}
+        speed = f"; {result['speed']['tokens_per_s']:.1f} tokens/s decoding"
     write_json(args.output, result)
     for task, metrics in result["tasks"].items():
         print(f"{task}: " + ", ".join(f"{k}={v:.4f}" for k, v in metrics.items()))
-    print(f"parameters: {result['size']['parameters']:,}; {result['speed']['tokens_per_s']:.1f} tokens/s "
-          f"({result['speed']['device']}); wrote {args.output}")
+    s = result["settings"]
+    print(f"parameters: {result['size']['parameters']:,}; {s['dtype']} on {s['device']}, "
+          f"{result['cost']['seconds']:.0f} s{speed}; wrote {args.output}")
     return 0
 
 

@@ -19,7 +19,7 @@ def demo_recipe(source: Path):
         "prune": {"drop_last": 2},
         "recover": {"method": "partial", "dataset": str(DATA_DIR / "demo_instructions.jsonl"), "last_k": 2,
                     "lr": 3e-3, "batch_size": 8, "micro_batch_size": 8, "warmup_steps": 0, "epochs": 4},
-        "eval": {"tasks": ["hfprune_demo_mc", "hfprune_demo_ppl"], "batch_size": 8, "latency_tokens": 16},
+        "eval": {"tasks": ["hfprune_demo_mc", "hfprune_demo_ppl"], "batch_size": 8, "latency_tokens": 8},
         "push": {"enabled": False},
     }, "demo recipe")
 

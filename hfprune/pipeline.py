@@ -298,10 +298,14 @@ class Pipeline:
 
     def _evaluate(self, src: Source) -> dict:
         from .evaluation.harness import cached_evaluation, evaluate_model
+        from .hardware import resolve_eval_dtype
 
         e = self.recipe.eval
-        kwargs = dict(limit=e.limit, batch_size=e.batch_size, include_path=e.include_path,
-                      latency_tokens=e.latency_tokens, trust_remote_code=self.trust_remote_code)
+        dtype, why = resolve_eval_dtype(e.dtype)  # resolved first: a cached result in another dtype is another key
+        self.echo(f"  evaluating in {dtype} ({why})")
+        kwargs = dict(limit=e.limit, batch_size=e.batch_size, include_path=e.include_path, dtype=dtype,
+                      max_length=e.max_length, batch_memory_gib=e.batch_memory_gib,
+                      trust_remote_code=self.trust_remote_code)
         out = {"dense": cached_evaluation(src.identity(), src.path, e.tasks, self.eval_cache, **kwargs)}
         if out["dense"].get("cached"):
             self.echo("  dense baseline: reused from the cache")
@@ -315,9 +319,27 @@ class Pipeline:
             out["pruned"] = cached_evaluation(pruned_id, self.work / "pruned", e.tasks, self.eval_cache, **kwargs)
             if out["pruned"].get("cached"):
                 self.echo("  pruned model: evaluation reused from the cache (same source and plan)")
+        final = "pruned"
         if self.recipe.recover.method != "none":
             out["recovered"] = evaluate_model(self.work / "recovered", e.tasks, **kwargs)
+            final = "recovered"
+        if e.speed_rounds:
+            self._measure_speed(src, out, final, dtype)
         return out
+
+    def _measure_speed(self, src: Source, out: dict, final: str, dtype: str) -> None:
+        """Decode speed of the final model relative to the dense one, interleaved in one process (speed.py)."""
+        from .evaluation.speed import decode_speed
+
+        e = self.recipe.eval
+        measured = decode_speed({"dense": src.path, final: self.work / final}, dtype=dtype,
+                                new_tokens=e.latency_tokens, rounds=e.speed_rounds,
+                                trust_remote_code=self.trust_remote_code)
+        for name, figures in measured["models"].items():
+            out[name]["speed"] = {**figures, "relative": measured["relative"][name], "method": measured["method"]}
+        self.echo(f"  decode speed: {measured['relative'][final]:.2f}x the dense model "
+                  f"({measured['models'][final]['tokens_per_s']:.1f} vs {measured['models']['dense']['tokens_per_s']:.1f}"
+                  f" tokens/s, {measured['method']['schedule']})")
 
     def _final(self, src: Source, plan: Plan, model_dir: Path, evaluation: dict, repo_id: str) -> None:
 

@@ -199,11 +199,27 @@ class RecoverSection(RecoverOptions):
 
 
 class EvalSection(_Strict):
-    tasks: list[str] = Field(default_factory=lambda: list(DEFAULT_TASKS))
-    limit: int | None = Field(default=None, ge=1)
-    batch_size: int = Field(default=8, ge=1)
-    include_path: str | None = None
-    latency_tokens: int = Field(default=32, ge=1)
+    """How dense, pruned and healed models are evaluated (lm-eval) and timed; every field except speed is part of
+    the evaluation cache's key."""
+
+    tasks: list[str] = Field(default_factory=lambda: list(DEFAULT_TASKS),
+                             description="lm-eval tasks (offline: hfprune_demo_mc, hfprune_demo_ppl or your own "
+                                         "YAMLs with --include-path)")
+    limit: int | None = Field(default=None, ge=1, description="at most N examples per task")
+    batch_size: int = Field(default=32, ge=1, description="most requests per forward pass (the memory budget may "
+                                                          "take fewer)")
+    include_path: str | None = Field(default=None, description="a folder of extra lm-eval task YAMLs")
+    dtype: Literal["auto", "bfloat16", "float32"] = Field(
+        default="auto", description="evaluation dtype; auto: bfloat16 on GPUs and on CPUs that compute it natively "
+                                    "(AMX, AVX512-BF16), float32 elsewhere")
+    max_length: int | None = Field(default=None, ge=16, description="tokens per lm-eval window; unset: the model's "
+                                                                    "context, at most 2048")
+    batch_memory_gib: float | None = Field(default=None, gt=0, description="memory a batch may use beyond the "
+                                                                           "weights; unset: 1 on a CPU, a quarter "
+                                                                           "of a GPU's free memory")
+    speed_rounds: int = Field(default=5, ge=0, description="rounds of the decode-speed measurement (final vs dense "
+                                                           "model, interleaved in one process); 0: skip it")
+    latency_tokens: int = Field(default=16, ge=1, description="tokens generated per timed decode")
 
 
 class PushSection(_Strict):

@@ -173,7 +173,8 @@ def collect(work: Path, names: list[str]) -> list[dict]:
 def _row(name: str, ev: dict, plan: dict | None) -> dict:
     kind, quality = _quality(ev["tasks"])
     return {"entry": name, "parameters": ev["size"]["parameters"], "layers": ev["size"]["num_layers"],
-            "tokens_per_s": ev["speed"]["tokens_per_s"], "tasks": ev["tasks"], "quality": quality,
+            "tokens_per_s": (ev.get("speed") or {}).get("tokens_per_s"),
+            "speed_relative": (ev.get("speed") or {}).get("relative"), "tasks": ev["tasks"], "quality": quality,
             "quality_kind": kind,
             "removed": None if plan is None else {k: plan.get(k) for k in ("drop_layers", "skip_attention",
                                                                            "skip_mlp")}}
@@ -201,7 +202,7 @@ def results_table(rows: list[dict], pareto: list[str]) -> str:
             for metric in metrics:
                 if not metric.endswith("_stderr") and (task, metric) not in columns:
                     columns.append((task, metric))
-    head = ["entry", "params", "layers"] + [f"{t} {m}" for t, m in columns] + ["quality", "tokens/s", "Pareto"]
+    head = ["entry", "params", "layers"] + [f"{t} {m}" for t, m in columns] + ["quality", "decode x dense", "Pareto"]
     lines = ["| " + " | ".join(head) + " |", "|" + "---|" * len(head)]
     for r in rows:
         cells = [r["entry"], f"{r['parameters'] / 1e6:.2f}M", str(r["layers"])]
@@ -210,13 +211,13 @@ def results_table(rows: list[dict], pareto: list[str]) -> str:
             cells.append("n/a" if v is None else f"{100 * v:.2f}" if metric.startswith("acc") else f"{v:.4g}")
         q = r["quality"]
         cells.append("n/a" if q is None else f"{100 * q:.2f}" if r["quality_kind"] == "mean acc" else f"{q:.4g}")
-        cells.append(f"{r['tokens_per_s']:.1f}")
+        cells.append("n/a" if r.get("speed_relative") is None else f"{r['speed_relative']:.2f}")
         cells.append("yes" if r["entry"] in pareto else "")
         lines.append("| " + " | ".join(cells) + " |")
     kind = next((r["quality_kind"] for r in rows if r["quality"] is not None), "none")
     lines.append("")
     lines.append(f"quality: {kind} over the tasks (accuracies in %); Pareto: no other model is both smaller and "
-                 "better. tokens/s: greedy generation, batch 1, on the machine that ran the sweep.")
+                 "better. decode x dense: greedy decode speed relative to the dense model, both timed in one process.")
     return "\n".join(lines)
 
 

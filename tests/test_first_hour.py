@@ -132,7 +132,8 @@ def test_skip_only_card_and_no_push_card_tell_the_truth(src, tmp_path):
     card = ModelCard.load(tmp_path / "w" / "final" / "README.md")
     assert "all 4 decoder layers, some without a sub-block" in card.text
     assert "local/" not in card.text and str(tmp_path) not in card.text
-    assert "median and range of 5 runs" in card.text
+    assert "median of 5 rounds, the models timed interleaved in one process" in card.text
+    assert "decode tokens/s (x dense)" in card.text and "(1.00x)" in card.text  # the dense model's own ratio
     assert 'AutoTokenizer.from_pretrained("<you>/' in card.text and "trust_remote_code=True)\ntokenizer" in card.text
     recipe = (tmp_path / "w" / "final" / "recipe.yaml").read_text()
     assert str(tmp_path) not in recipe and "lora_r" not in recipe

@@ -158,11 +158,25 @@ def _human(n: float) -> str:
     return str(int(n))
 
 
-def _latency(e: dict) -> str:
-    sp = e["speed"]
-    spread = (f" ({1000 * sp['latency_min_s']:.0f}–{1000 * sp['latency_max_s']:.0f})"
-              if "latency_min_s" in sp else "")
-    return f"{1000 * sp['latency_s']:.0f} ms{spread}"
+def _speed(e: dict) -> str:
+    sp = e.get("speed")
+    if not sp:
+        return "not measured"
+    relative = f" ({sp['relative']:.2f}x)" if "relative" in sp else ""
+    return f"{sp['tokens_per_s']:.1f}{relative}"
+
+
+def speed_note(evaluation: dict) -> str:
+    """How the decode speed in the size table was measured, or that it was not."""
+    measured = next((evaluation[m]["speed"] for m in ("recovered", "pruned") if (evaluation.get(m) or {}).get("speed")),
+                    None)
+    if not measured:
+        return "Decode speed was not measured (speed_rounds: 0)."
+    m = measured["method"]
+    return (f"Decode speed: greedy generation of {m['new_tokens']} tokens after a {m['prompt_tokens']}-token prompt, "
+            f"batch 1, {m['dtype']} on {m['device']}; median of {m['rounds']} rounds, the models timed "
+            f"{m['schedule']}, so the ratio to the dense model (in brackets) is the figure to read: absolute "
+            "tokens/s depend on the machine that made this card.")
 
 
 def size_table(evaluation: dict) -> str:
@@ -172,7 +186,7 @@ def size_table(evaluation: dict) -> str:
         ("decoder layers", lambda e: str(e["size"]["num_layers"])),
         ("parameters", lambda e: _human(e["size"]["parameters"])),
         ("safetensors on disk", lambda e: f"{e['size']['bytes_on_disk'] / 2**20:.1f} MiB"),
-        ("generation latency (median, min–max)", _latency),
+        ("decode tokens/s (x dense)", _speed),
     ):
         lines.append(f"| {label} | " + " | ".join(fn(evaluation[m]) for m in models) + " |")
     return "\n".join(lines)
@@ -273,10 +287,7 @@ def build_card(inputs: CardInputs):
         plan_description=_plan_description(plan), metric_description=_metric_description(plan, inputs.scores),
         scores_table=scores_table, layer_map_text=layer_map_text(plan),
         eval_note=_eval_note(ev), benchmark_table=benchmark_table(ev), size_table=size_table(ev),
-        speed_note=(f"Latency: greedy generation of {ev['dense']['speed']['new_tokens']} tokens, batch 1, after a "
-                    f"warm-up; median and range of {ev['dense']['speed'].get('repeats', 3)} runs on "
-                    f"{ev['dense']['speed']['device']} where this card was made. One machine's figure: treat "
-                    "overlapping ranges as no difference."),
+        speed_note=speed_note(ev),
         needs_remote_code=inputs.needs_remote_code, source_ref=inputs.source_ref,
         recipe_yaml=inputs.recipe_yaml.strip(), citations=citations, sweep_table=inputs.sweep_table,
         notices=required_notices(licence.get("license"), inputs.base_model),
@@ -461,6 +472,8 @@ def _scores_table(scores: dict) -> str:
 def _eval_note(ev: dict) -> str:
     s = ev["dense"]["settings"]
     limit = f", at most {s['limit']} examples per task" if s.get("limit") else ""
-    return (f"lm-evaluation-harness {s.get('lm_eval_version')}, zero-shot{limit}, batch size {s['batch_size']}; the "
-            "dense and pruned models ran with the same settings. Accuracies in %, ± standard error; Δ is the change "
-            "from the dense model.")
+    precision = (f", {s['dtype']} weights ({s.get('dtype_reason', '')}) on {s.get('device', 'cpu')}, windows of at most "
+                 f"{s['max_length']} tokens" if s.get("dtype") else f", batch size {s['batch_size']}")
+    return (f"lm-evaluation-harness {s.get('lm_eval_version')}, zero-shot{limit}{precision}; the dense and pruned "
+            "models ran with the same settings. Accuracies in %, ± standard error; Δ is the change from the dense "
+            "model.")

@@ -1,7 +1,10 @@
-"""Evaluation with lm-evaluation-harness on the in-memory model, plus size and generation speed.
+"""Evaluation with lm-evaluation-harness on the in-memory model, plus size.
 
-The dense baseline is cached by source identity and task settings, so a second recipe on the same base reuses it.
-Bundled offline tasks (`hfprune_demo_mc`, `hfprune_demo_ppl`) are always available; `include_path` adds yours.
+The model runs in the dtype the hardware computes fastest (hardware.resolve_eval_dtype) through lm-eval's HFLM with
+logits computed only where lm-eval reads them and batches sized by memory (bounded_lm). The dense baseline is cached
+by source identity, dtype and task settings, so a second recipe on the same base reuses it. Bundled offline tasks
+(`hfprune_demo_mc`, `hfprune_demo_ppl`) are always available; `include_path` adds yours. Decode speed is measured
+apart (speed.py), as a ratio between models in one process.
 """
 
 from __future__ import annotations
@@ -9,7 +12,6 @@ from __future__ import annotations
 import contextlib
 import hashlib
 import json
-import statistics
 import tempfile
 import time
 from pathlib import Path
@@ -21,7 +23,8 @@ from ..workdir import write_json
 DATA_DIR = Path(__file__).resolve().parents[1] / "resources"
 DEFAULT_EVAL_CACHE = cache_root() / "eval"
 PRIMARY_METRICS = ("acc", "acc_norm", "word_perplexity", "byte_perplexity", "exact_match")
-LATENCY_PROMPT = "Below is an instruction that describes a task. Write a response that appropriately completes"
+DEFAULT_MAX_LENGTH = 2048
+DEFAULT_CPU_BATCH_MEMORY_GIB = 1
 
 
 def bundled_tasks_dir(tmp: Path) -> Path:
@@ -32,13 +35,12 @@ def bundled_tasks_dir(tmp: Path) -> Path:
     return tmp
 
 
-def load_for_eval(model_path: Path, trust_remote_code: bool = False):
+def load_for_eval(model_path: Path, trust_remote_code: bool = False, dtype: str = "float32"):
     import torch
 
     from ..disk.remote_code import load_model, load_tokenizer
 
-    dtype = torch.bfloat16 if torch.cuda.is_available() else torch.float32
-    model = load_model(model_path, trust_remote_code, dtype=dtype).eval()
+    model = load_model(model_path, trust_remote_code, dtype=getattr(torch, dtype)).eval()
     if torch.cuda.is_available():
         model = model.to("cuda")
     try:
@@ -48,56 +50,105 @@ def load_for_eval(model_path: Path, trust_remote_code: bool = False):
     return model, tokenizer
 
 
-def evaluate_model(model_path: str | Path, tasks: list[str], *, limit: int | None = None, batch_size: int = 8,
-                   include_path: str | None = None, latency_tokens: int = 32, trust_remote_code: bool = False) -> dict:
-    """Run lm-eval tasks on the checkpoint, and measure its size and generation speed."""
-    import lm_eval
-    from lm_eval.models.huggingface import HFLM
-    from lm_eval.tasks import TaskManager
+def batch_memory_bytes(setting_gib: float | None) -> int:
+    """The memory one evaluation batch may use beyond the weights: as set, else 1 GiB on a CPU and a quarter of
+    the free memory of a GPU."""
+    import torch
 
+    if setting_gib is not None:
+        return int(setting_gib * 2**30)
+    if torch.cuda.is_available():
+        free, _ = torch.cuda.mem_get_info()
+        return int(free / 4)
+    return DEFAULT_CPU_BATCH_MEMORY_GIB * 2**30
+
+
+def context_length(model, setting: int | None) -> int:
+    """Tokens per lm-eval window: as set, else the model's context capped at DEFAULT_MAX_LENGTH. lm-eval's own
+    default is the full context, whose rolling-perplexity windows need context x vocabulary x 10 bytes of logits
+    (131k x 128k for Llama 3.1: 160 GB); the cap is recorded with the results."""
+    if setting is not None:
+        return setting
+    config = model.config.get_text_config()
+    context = next((getattr(config, k) for k in ("max_position_embeddings", "n_positions", "n_ctx")
+                    if isinstance(getattr(config, k, None), int)), DEFAULT_MAX_LENGTH)
+    return min(context, DEFAULT_MAX_LENGTH)
+
+
+def evaluate_model(model_path: str | Path, tasks: list[str], *, limit: int | float | None = None,
+                   batch_size: int = 32, include_path: str | None = None, dtype: str = "auto",
+                   max_length: int | None = None, batch_memory_gib: float | None = None,
+                   trust_remote_code: bool = False, log_samples: bool = False) -> dict:
+    """Run lm-eval tasks on the checkpoint (in `dtype`: auto picks bfloat16 where the hardware computes it) and
+    measure its size. `batch_size` caps the requests per forward; the memory budget may take fewer."""
+    import lm_eval
+
+    from ..hardware import resolve_eval_dtype
+    from .bounded_lm import BoundedHFLM
+
+    dtype, dtype_reason = resolve_eval_dtype(dtype)
     model_path = Path(model_path)
     with tempfile.TemporaryDirectory(prefix="hfprune-tasks-") as tmp:
-        paths = [str(bundled_tasks_dir(Path(tmp)))] + ([include_path] if include_path else [])
-        local = _local_task_names(paths)
-        # indexing lm-eval's thousands of built-in tasks takes ~10 s: only when a task needs them
-        manager = TaskManager(include_path=paths, include_defaults=any(t not in local for t in tasks))
-        if any(t not in local for t in tasks):
-            from ..hub import offline_unless_reachable
-
-            offline_unless_reachable()  # Hub task data while offline: the cache, or one clear error at once
-        unknown = [t for t in tasks if t not in manager.all_tasks]
-        if unknown:
-            raise EvalError(f"unknown lm-eval task {unknown[0]!r}; see `lm_eval ls tasks`, or give --include-path "
-                            "with your task YAML")
-        with _task_data_errors(tasks):  # fetch (or find cached) every task's data before loading the model
-            from lm_eval.tasks import get_task_dict
-
-            get_task_dict(list(tasks), manager)
-        model, tokenizer = load_for_eval(model_path, trust_remote_code)  # after the tasks' data is at hand
+        manager = _task_manager(tasks, [str(bundled_tasks_dir(Path(tmp)))] + ([include_path] if include_path else []))
+        model, tokenizer = load_for_eval(model_path, trust_remote_code, dtype)  # after the tasks' data is at hand
         import logging
 
         # lm-eval warns that an in-memory model is "not of type str": passing it is the point, silence that
         logging.getLogger("lm_eval").setLevel(logging.ERROR)
-        lm = HFLM(pretrained=model, tokenizer=tokenizer, batch_size=batch_size, device=str(model.device))
+        window = context_length(model, max_length)
+        budget = batch_memory_bytes(batch_memory_gib)
+        lm = BoundedHFLM(pretrained=model, tokenizer=tokenizer, device=str(model.device), max_length=window,
+                         batch_memory_bytes=budget, max_batch_size=batch_size,
+                         softmax_dtype="float32" if dtype != "float32" else None)
         import lm_eval.evaluator
 
         # lm-eval records the git hash of the current directory by running `git describe`, which prints
         # "fatal: not a git repository" outside a checkout; that hash says nothing about the model
         lm_eval.evaluator.get_git_commit_hash = lambda: None
+        start = time.perf_counter()
         with _task_data_errors(tasks):
             out = lm_eval.simple_evaluate(model=lm, tasks=list(tasks), limit=limit, task_manager=manager,
-                                          log_samples=False, bootstrap_iters=1000, verbosity="ERROR")
+                                          log_samples=log_samples, bootstrap_iters=1000, verbosity="ERROR")
+        seconds = time.perf_counter() - start
     raw = {k: out.get(k) for k in ("results", "versions", "n-samples", "higher_is_better", "configs")}
     raw = json.loads(json.dumps(raw, default=str))
-    return {
+    result = {
         "model": str(model_path),
         "tasks": summarize(raw["results"]),
         "size": model_size(model, model_path),
-        "speed": generation_speed(model, tokenizer, latency_tokens),
-        "settings": {"tasks": list(tasks), "limit": limit, "batch_size": batch_size,
+        "settings": {"tasks": list(tasks), "limit": limit, "batch_size": batch_size, "dtype": dtype,
+                     "dtype_reason": dtype_reason, "max_length": window, "batch_memory_gib": round(budget / 2**30, 3),
+                     "device": str(model.device),
                      "lm_eval_version": getattr(lm_eval, "__version__", "unknown"), "hfprune_version": __version__},
+        "cost": {"seconds": round(seconds, 1), **lm.calls},
         "raw": raw,
     }
+    if log_samples:
+        result["samples"] = out.get("samples")
+    return result
+
+
+def _task_manager(tasks: list[str], paths: list[str]):
+    """lm-eval's TaskManager over the bundled and --include-path tasks (and lm-eval's own only when a task needs
+    them); every task checked to exist and its data fetched (or found cached) before any model is loaded."""
+    from lm_eval.tasks import TaskManager
+
+    local = _local_task_names(paths)
+    # indexing lm-eval's thousands of built-in tasks takes ~10 s: only when a task needs them
+    manager = TaskManager(include_path=paths, include_defaults=any(t not in local for t in tasks))
+    if any(t not in local for t in tasks):
+        from ..hub import offline_unless_reachable
+
+        offline_unless_reachable()  # Hub task data while offline: the cache, or one clear error at once
+    unknown = [t for t in tasks if t not in manager.all_tasks]
+    if unknown:
+        raise EvalError(f"unknown lm-eval task {unknown[0]!r}; see `lm_eval ls tasks`, or give --include-path "
+                        "with your task YAML")
+    with _task_data_errors(tasks):
+        from lm_eval.tasks import get_task_dict
+
+        get_task_dict(list(tasks), manager)
+    return manager
 
 
 @contextlib.contextmanager
@@ -163,28 +214,6 @@ def model_size(model, model_path: Path) -> dict:
     params = sum(p.numel() for p in {id(p): p for p in model.parameters()}.values())
     disk = sum(p.stat().st_size for p in model_path.glob("*.safetensors"))
     return {"parameters": params, "bytes_on_disk": disk, "num_layers": model.config.num_hidden_layers}
-
-
-def generation_speed(model, tokenizer, new_tokens: int, repeats: int = 5) -> dict:
-    """Median wall time of greedy generation of `new_tokens` tokens (batch 1) on this machine, after a warm-up,
-    with the spread (min/max) of the repeats so a noisy measurement shows as noisy."""
-    import torch
-
-    ids = tokenizer(LATENCY_PROMPT, return_tensors="pt").input_ids.to(model.device)
-    times = []
-    with torch.no_grad():
-        model.generate(ids, max_new_tokens=2, min_new_tokens=2, do_sample=False, pad_token_id=tokenizer.pad_token_id)
-        for _ in range(repeats):
-            start = time.perf_counter()
-            model.generate(ids, max_new_tokens=new_tokens, min_new_tokens=new_tokens, do_sample=False,
-                           pad_token_id=tokenizer.pad_token_id)
-            if torch.cuda.is_available():
-                torch.cuda.synchronize()
-            times.append(time.perf_counter() - start)
-    median = statistics.median(times)
-    return {"device": str(model.device), "new_tokens": new_tokens, "latency_s": median,
-            "latency_min_s": min(times), "latency_max_s": max(times), "repeats": repeats,
-            "tokens_per_s": new_tokens / median, "prompt_tokens": int(ids.shape[1])}
 
 
 def tasks_fingerprint(include_path: str | None) -> str | None:
