@@ -23,6 +23,7 @@ class PruneResult:
     report: SizeReport
     output: Path | None  # None for a dry run
     warnings: list[str] = field(default_factory=list)  # e.g. a plan that breaks llama.cpp's layer period
+    replacement: dict | None = None  # what --replace linear changed (hfprune.json's record)
 
     def describe(self) -> list[str]:
         lines = [f"source:     {self.source.repo_id or self.source.path}"
@@ -33,6 +34,11 @@ class PruneResult:
             lines.append("skip map:   " + ", ".join(f"{i}:{'+'.join(b)}" for i, b in skips.items())
                          + " (pruned numbering; needs trust_remote_code=True to load)")
         lines += self.report.lines()
+        if self.replacement:
+            for b in self.replacement.get("blocks", []):
+                lines.append(f"replaced:   layers {b['layers'][0]}-{b['layers'][1]} by a linear map in "
+                             f"{b['fold_into']} (calibration error {b['removal_error']:.4f} -> {b['fit_error']:.4f})")
+            lines += [f"note:       {n}" for n in self.replacement.get("not_replaced", [])]
         if self.output:
             lines.append(f"written:    {self.output}")
         lines += [f"warning:    {w}" for w in self.warnings]
@@ -62,10 +68,11 @@ def make_plan(num_layers: int, *, drop_last: int | None = None, drop_layers: str
 
 def prune(source: str | Path, output: str | Path | None = None, *, plan: Plan | None = None, dry_run: bool = False,
           overwrite: bool = False, allow_pickle: bool = False, progress: bool = False, token: str | None = None,
-          **plan_options) -> PruneResult:
+          replace=None, trust_remote_code: bool = False, echo=print, **plan_options) -> PruneResult:
     """Prune `source` (a local folder or Hub id[@revision]) into `output` by `plan` or by plan options.
 
-    plan_options are those of `make_plan` (drop_last, drop_layers, skip_attention, skip_mlp, plan_file).
+    plan_options are those of `make_plan` (drop_last, drop_layers, skip_attention, skip_mlp, plan_file). `replace`
+    (settings.ReplaceSettings with replace="linear") replaces each removed block by a fitted linear map.
     """
     if not dry_run:
         if output is None:
@@ -88,9 +95,25 @@ def prune(source: str | Path, output: str | Path | None = None, *, plan: Plan | 
         plan.check_model(ckpt.num_layers)
         if dry_run:
             return _dry_run(src, ckpt, plan)
-        report = prune_checkpoint(folder, output, plan, overwrite=overwrite, progress=progress,
-                                  provenance={"source": src.provenance()}, readme=_short_card(src, plan, token))
-    return PruneResult(src, plan, report, Path(output), runtime_warnings(ckpt, plan))
+        provenance, replacements = {"source": src.provenance()}, None
+        if replace is not None and replace.replace != "none":
+            replacements, provenance["replacement"] = replace_blocks(folder, ckpt, plan, replace, progress=progress,
+                                                                     trust_remote_code=trust_remote_code, echo=echo)
+        report = prune_checkpoint(folder, output, plan, overwrite=overwrite, progress=progress, provenance=provenance,
+                                  readme=_short_card(src, plan, token), replacements=replacements)
+    result = PruneResult(src, plan, report, Path(output), runtime_warnings(ckpt, plan))
+    result.replacement = provenance.get("replacement")
+    return result
+
+
+def replace_blocks(folder: Path, ckpt: Checkpoint, plan: Plan, settings, *, progress: bool = False,
+                   trust_remote_code: bool = False, echo=print) -> tuple[dict[str, bytes], dict]:
+    """The folded tensors (source names -> bytes) and the record of `--replace linear` for `plan`."""
+    from .scoring.linear_fit import fit_replacement
+
+    replacements, record = fit_replacement(folder, ckpt, plan, settings, trust_remote_code=trust_remote_code,
+                                           progress=progress, echo=echo)
+    return replacements, record
 
 
 def runtime_warnings(ckpt: Checkpoint, plan: Plan) -> list[str]:

@@ -53,7 +53,8 @@ def _add_eval_options(p: argparse.ArgumentParser) -> None:
     from .cli_options import add_model_flags
     from .settings import EvalSection
 
-    add_model_flags(p, EvalSection, fields=("tasks", "limit", "include_path", "dtype", "max_length", "speed_rounds"),
+    add_model_flags(p, EvalSection, fields=("tasks", "limit", "include_path", "dtype", "max_length", "speed_rounds",
+                                               "latency_tokens"),
                     prefix="eval_", override=True, rename=EVAL_RENAMES)
 
 
@@ -78,9 +79,23 @@ def _add_calibration_options(p: argparse.ArgumentParser, fields) -> None:
 
 def _calibration_overrides(args) -> dict:
     from .cli_options import values_from_args
-    from .settings import CalibrationSettings
+    from .settings import CalibrationSettings, ReplaceSettings
 
-    return {f"prune.{k}": v for k, v in values_from_args(args, CalibrationSettings, prefix="prune_").items()}
+    values = {**values_from_args(args, CalibrationSettings, prefix="prune_"),
+              **values_from_args(args, ReplaceSettings, prefix="prune_")}
+    return {f"prune.{k}": v for k, v in values.items()}
+
+
+def _add_replace_options(p: argparse.ArgumentParser, axis: bool = False) -> None:
+    """The --replace settings; a sweep takes --replace as a list (one more axis of entries)."""
+    from .cli_options import add_model_flags
+    from .settings import ReplaceSettings
+
+    g = p.add_argument_group("training-free replacement of the removed layers (ReplaceMe)")
+    if axis:
+        g.add_argument("--replace", dest="replace_axis", default="none", metavar="LIST",
+                       help="comma list of none, linear: each entry with each (default: %(default)s)")
+    add_model_flags(g, ReplaceSettings, exclude=("replace",) if axis else (), prefix="prune_", override=True)
 
 
 def build_parser() -> argparse.ArgumentParser:
@@ -98,6 +113,13 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--overwrite", action="store_true", help="replace OUT if it exists")
     p.add_argument("--allow-pickle", action="store_true",
                    help="accept pickle-only (.bin) weights and convert them (pickles can run code when loaded)")
+    from .cli_options import add_model_flags
+    from .settings import ReplaceSettings
+
+    add_model_flags(p.add_argument_group("training-free replacement of the removed layers"), ReplaceSettings)
+    p.add_argument("--seed", type=int, default=0, help="calibration windows' offsets for --replace (default: 0)")
+    p.add_argument("--trust-remote-code", action="store_true", help="allow the source's own modeling code (read "
+                                                                   "it first)")
     p.add_argument("--token", help="Hub token (default: the logged-in one); never printed or stored")
     p.add_argument("--no-progress", action="store_true", help="no progress bars")
     p.set_defaults(func=_cmd_prune)
@@ -176,7 +198,11 @@ def build_parser() -> argparse.ArgumentParser:
     _add_plan_options(p)
     p.add_argument("--metric", help="choose the layers with this metric (see hfprune score)")
     p.add_argument("--remove", type=int, metavar="N", help="with --metric: how many layers (finercut: sub-blocks)")
+    p.add_argument("--target-params", type=float, metavar="T",
+                   help="with --metric, instead of --remove: remove until the model has at most T parameters, a "
+                        "fraction of the source's (0.85) or a count (1.3e9)")
     _add_calibration_options(p, ("data", "samples", "seq_len", "seed", "distance", "iterative_step"))
+    _add_replace_options(p)
     from .settings import RECOVERY_METHODS
 
     p.add_argument("--recover", choices=[*RECOVERY_METHODS, "none"],
@@ -205,12 +231,17 @@ def build_parser() -> argparse.ArgumentParser:
                                    "evaluations are shared between recipes. Publish an entry with "
                                    "`hfprune push --from-sweep DIR --entry NAME`.")
     p.add_argument("source", metavar="SOURCE", nargs="?", help="Hub repo id[@revision] or folder (or source: in --recipe)")
-    p.add_argument("--remove", type=int, required=True, metavar="N", help="layers to remove (finercut: sub-blocks)")
+    size = p.add_mutually_exclusive_group(required=True)
+    size.add_argument("--remove", type=int, metavar="N", help="layers to remove (finercut: sub-blocks)")
+    size.add_argument("--target-params", type=float, metavar="T",
+                      help="remove until every entry has at most T parameters, a fraction of the source's (0.85) or "
+                           "a count (1.3e9): recipes compared at equal size")
     p.add_argument("--metrics", required=True, metavar="LIST", help="comma list, e.g. reverse-order,block-influence")
     p.add_argument("--recover", default="none", metavar="LIST",
                    help=f"comma list of none, {', '.join(RECOVERY_METHODS)} (default: %(default)s)")
     p.add_argument("--recipe", metavar="YAML", help="hyper-parameters (recover:, eval:, prune: data/samples...)")
     _add_calibration_options(p, ("data", "samples", "seq_len", "seed", "distance"))
+    _add_replace_options(p, axis=True)
     p.add_argument("--dataset", help="recovery data: alpaca, dolly, a Hub id or a local .json/.jsonl")
     _add_recovery_flags(p)
     _add_eval_options(p)
@@ -233,9 +264,14 @@ def build_parser() -> argparse.ArgumentParser:
 
 def _cmd_prune(args) -> int:
     from .api import prune
+    from .cli_options import build, values_from_args
+    from .settings import PruneSection, ReplaceSettings
 
+    replace = build(PruneSection, {**values_from_args(args, ReplaceSettings), "seed": args.seed})
     result = prune(args.source, args.output, dry_run=args.dry_run, overwrite=args.overwrite,
                    allow_pickle=args.allow_pickle, progress=not args.no_progress, token=args.token,
+                   replace=replace, trust_remote_code=args.trust_remote_code,
+                   echo=lambda m: print(m, file=sys.stderr),
                    drop_last=args.drop_last, drop_layers=args.drop_layers, skip_attention=args.skip_attention,
                    skip_mlp=args.skip_mlp, plan_file=args.plan_file)
     if args.dry_run:
@@ -362,11 +398,14 @@ def _cmd_sweep(args) -> int:
     recipe = recipe.override(**{
         **_calibration_overrides(args), "recover.dataset": args.dataset, **_recovery_overrides(args),
         **_eval_overrides(args)})
+    from .sweep import Size
+
+    size = Size(remove=args.remove, target_params=args.target_params)
     name = parse_source(source)[0].rstrip("/").split("/")[-1]
-    work = Path(args.work_dir) if args.work_dir else Path("hfprune-sweep") / f"{name}-remove{args.remove}"
-    result = run_sweep(recipe, source, args.remove, args.metrics, args.recover, work, resume=args.resume,
+    work = Path(args.work_dir) if args.work_dir else Path("hfprune-sweep") / f"{name}-{size.tag()}"
+    result = run_sweep(recipe, source, size, args.metrics, args.recover, work, resume=args.resume,
                        overwrite=args.overwrite, token=args.token, progress=not args.no_progress,
-                       trust_remote_code=args.trust_remote_code)
+                       trust_remote_code=args.trust_remote_code, replace=args.replace_axis)
     print(result.table)
     print(f"wrote {work / 'results.md'} and {work / 'results.json'}; publish one with: "
           f"hfprune push --from-sweep {work} --entry NAME")
@@ -385,7 +424,7 @@ def _cmd_push(args) -> int:
     recipe = recipe.override(**{
         "source": args.source, "prune.drop_last": args.drop_last, "prune.drop_layers": args.drop_layers,
         "prune.skip_attention": args.skip_attention, "prune.skip_mlp": args.skip_mlp, "prune.metric": args.metric,
-        "prune.remove": args.remove, **_calibration_overrides(args),
+        "prune.remove": args.remove, "prune.target_params": args.target_params, **_calibration_overrides(args),
         "recover.method": args.recover,
         "recover.dataset": args.dataset, **_recovery_overrides(args),
         **_eval_overrides(args), "push.repo_id": args.repo_id, "push.private": args.private,
@@ -424,14 +463,15 @@ def _push_from_sweep(args) -> int:
     if not (args.from_sweep and args.entry):
         raise RecipeError("--from-sweep DIR and --entry NAME go together")
     others = [f for f in ("source", "recipe", "plan_file", "drop_last", "drop_layers", "skip_attention", "skip_mlp",
-                          "metric", "remove", "recover", "dataset", "tasks", "limit") if getattr(args, f, None)]
+                          "metric", "remove", "target_params", "recover", "dataset", "tasks", "limit")
+              if getattr(args, f, None)]
     if others:
         raise RecipeError(f"--from-sweep publishes the entry as it was measured; drop --{others[0].replace('_', '-')}")
-    recipe, entry_dir, table = from_sweep(args.from_sweep, args.entry)
+    recipe, entry_dir, table, svg = from_sweep(args.from_sweep, args.entry)
     recipe = recipe.override(**{"push.enabled": not args.no_push, "push.repo_id": args.repo_id,
                                 "push.private": args.private})
     pipe = Pipeline(recipe, entry_dir, resume=True, token=args.token, progress=not args.no_progress,
-                    trust_remote_code=args.trust_remote_code, sweep_table=table)
+                    trust_remote_code=args.trust_remote_code, sweep_table=table, sweep_svg=svg)
     if args.dry_run:
         print("dry run: nothing written")
         print("\n".join(pipe.describe()))

@@ -47,7 +47,7 @@ class Pipeline:
     def __init__(self, recipe: Recipe, work_dir: str | Path, *, resume: bool = False, overwrite: bool = False,
                  token: str | None = None, progress: bool = False, eval_cache: Path | None = None,
                  score_cache: Path | None = None, trust_remote_code: bool = False, echo=print,
-                 keep: tuple[str, ...] = (), sweep_table: str | None = None):
+                 keep: tuple[str, ...] = (), sweep_table: str | None = None, sweep_svg: str | None = None):
         if not recipe.source:
             raise RecipeError("no SOURCE: give a Hub repo id or folder on the command line or source: in the recipe")
         if recipe.prune.is_empty:
@@ -68,6 +68,7 @@ class Pipeline:
         self.echo = echo
         self.keep = set(keep)  # entries of the work dir that belong to the caller (the demo's source model)
         self.sweep_table = sweep_table  # the sweep this recipe was chosen from, for the card
+        self.sweep_svg = sweep_svg  # its quality-vs-size picture, shipped beside the card
         self.result = PipelineResult(self.work, self.work / "final", None, None)
 
     # -------------------------------------------------------------- driver
@@ -76,7 +77,8 @@ class Pipeline:
         r, p = self.recipe, self.recipe.prune
         lines = [f"work dir:   {self.work}"]
         if p.metric:
-            lines.append(f"plan:       chosen by {p.metric}, remove {p.remove}"
+            size = f"remove {p.remove}" if p.remove is not None else f"down to {_target_text(p.target_params)} parameters"
+            lines.append(f"plan:       chosen by {p.metric}, {size}"
                          + (f" on {p.data}" if p.data else "")
                          + (f", {p.iterative_step} at a time with {r.recover.method} in between"
                             if p.iterative_step and r.recover.method != "none" else ""))
@@ -95,6 +97,9 @@ class Pipeline:
                 result = prune(r.source, dry_run=True, token=self.token, drop_last=p.drop_last,
                                drop_layers=p.drop_layers, skip_attention=p.skip_attention, skip_mlp=p.skip_mlp)
             lines += result.describe()
+        if p.replace != "none":
+            lines.append(f"replace:    each removed block by a linear map fitted on {p.replace_data or p.data} "
+                         f"({p.replace_samples} windows of {p.replace_seq_len} tokens), folded into the layer before")
         rec = r.recover
         lines.append("recover:    none" if rec.method == "none" else
                      f"recover:    {rec.method} on {rec.dataset} (lr {rec.lr}, batch {rec.batch_size}, "
@@ -271,9 +276,19 @@ class Pipeline:
             # the rounds already pruned (and healed in between); surgery on the original would lose that healing
             iterated.rename(self.work / "pruned")
             return
+        provenance, replacements = {"source": src.provenance()}, None
+        p = self.recipe.prune
+        if p.replace != "none":
+            from .api import replace_blocks
+            from .disk.checkpoint import Checkpoint
 
+            replacements, provenance["replacement"] = replace_blocks(
+                src.path, Checkpoint.open(src.path), plan, p, progress=self.progress,
+                trust_remote_code=self.trust_remote_code, echo=self.echo)
+            for note in provenance["replacement"].get("not_replaced", []):
+                self.echo(f"  note: {note}")
         report = prune_checkpoint(src.path, self.work / "pruned", plan, overwrite=True, progress=self.progress,
-                                  provenance={"source": src.provenance()})
+                                  provenance=provenance, replacements=replacements)
         for line in report.lines():
             self.echo(f"  {line}")
         for warning in self._runtime_warnings(src, plan):
@@ -313,12 +328,11 @@ class Pipeline:
         plan = json.loads((self.work / "plan.json").read_text())
         if plan.get("recovery_between_steps"):  # healed between rounds: not a function of source and plan alone
             out["pruned"] = evaluate_model(self.work / "pruned", e.tasks, **kwargs)
-        else:  # the pruned model is a pure function of the source and the plan: shared across recipes and sweeps
-            pruned_id = {"source": src.identity(), "plan": {k: plan.get(k) for k in
-                                                            ("num_layers", "drop_layers", "skip_attention", "skip_mlp")}}
-            out["pruned"] = cached_evaluation(pruned_id, self.work / "pruned", e.tasks, self.eval_cache, **kwargs)
+        else:  # the pruned model is a pure function of the source, the plan and the replacement: shared by recipes
+            out["pruned"] = cached_evaluation(self._pruned_identity(src, plan), self.work / "pruned", e.tasks,
+                                              self.eval_cache, **kwargs)
             if out["pruned"].get("cached"):
-                self.echo("  pruned model: evaluation reused from the cache (same source and plan)")
+                self.echo("  pruned model: evaluation reused from the cache (same source, plan and replacement)")
         final = "pruned"
         if self.recipe.recover.method != "none":
             out["recovered"] = evaluate_model(self.work / "recovered", e.tasks, **kwargs)
@@ -326,6 +340,17 @@ class Pipeline:
         if e.speed_rounds:
             self._measure_speed(src, out, final, dtype)
         return out
+
+    def _pruned_identity(self, src: Source, plan: dict) -> dict:
+        """Everything that determines the pruned weights: the source, the plan and, when the removed layers were
+        replaced, the fit's method, data (by content hash), sizes, seed and ridge."""
+        replacement = (_read_json(self.work / "pruned" / "hfprune.json") or {}).get("replacement")
+        if replacement:  # the fit's own settings and results, not where its data file lives
+            data = {k: v for k, v in (replacement.get("data") or {}).items() if k != "source"}  # content, not path
+            replacement = {**{k: replacement.get(k) for k in ("method", "objective", "ridge", "blocks")}, "data": data}
+        return {"source": src.identity(),
+                "plan": {k: plan.get(k) for k in ("num_layers", "drop_layers", "skip_attention", "skip_mlp")},
+                "replacement": replacement}
 
     def _measure_speed(self, src: Source, out: dict, final: str, dtype: str) -> None:
         """Decode speed of the final model relative to the dense one, interleaved in one process (speed.py)."""
@@ -369,9 +394,14 @@ class Pipeline:
             evaluation=evaluation, scores=scores,
             recovery=self.recipe.recover.model_dump() if self.recipe.recover.method != "none" else None,
             recovery_record=_read_json(self.work / "recovered" / "hfprune.json"), sweep_table=self.sweep_table,
-            needs_remote_code=needs_code))
+            needs_remote_code=needs_code,
+            replacement=(_read_json(self.work / "pruned" / "hfprune.json") or {}).get("replacement")))
         card.save(staging / "README.md")
         (staging / "layer_map.svg").write_text(layer_map_svg(plan))
+        if self.sweep_svg and self.sweep_table:
+            from .sweep import PARETO_SVG
+
+            (staging / PARETO_SVG).write_text(self.sweep_svg)
         (staging / "recipe.yaml").write_text(published_recipe)
         slim = {k: {kk: vv for kk, vv in v.items() if kk not in ("raw", "model", "cached")}
                 for k, v in evaluation.items()}  # no local paths in what is published
@@ -412,7 +442,7 @@ def name_stem(recipe: Recipe) -> str:
     if p.drop_last:
         tag = f"drop{p.drop_last}"
     elif p.metric:
-        tag = f"{p.metric}{p.remove}"
+        tag = f"{p.metric}{p.remove}" if p.remove is not None else f"{p.metric}-p{_target_tag(p.target_params)}"
     elif p.plan is not None:
         removed = len(p.plan.drop_layers)
         tag = (f"{p.plan.metric}{removed}" if p.plan.metric and removed else
@@ -420,7 +450,22 @@ def name_stem(recipe: Recipe) -> str:
     else:
         tag = "pruned"
     method = recipe.recover.method
-    return f"{name}-{tag}" + ("" if method == "none" else f"-{method}")
+    return (f"{name}-{tag}" + ("-linear" if p.replace != "none" else "")
+            + ("" if method == "none" else f"-{method}"))
+
+
+def _target_text(target: float) -> str:
+    return f"{100 * target:g}% of the source's" if target < 1 else f"{target:,.0f}"
+
+
+def _target_tag(target: float) -> str:
+    """'85' for 0.85 of the source, '1.3B' for 1.3e9 parameters."""
+    if target < 1:
+        return f"{100 * target:g}"
+    for unit, div in (("B", 1e9), ("M", 1e6), ("K", 1e3)):
+        if target >= div:
+            return f"{target / div:g}{unit}"
+    return f"{target:g}"
 
 
 def _license_fields(value) -> dict | None:

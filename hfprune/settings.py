@@ -39,13 +39,35 @@ class CalibrationSettings(_Strict):
                                                                        "between (layer metrics)")
 
 
+class ReplaceSettings(_Strict):
+    """Training-free replacement of removed layers (ReplaceMe): a linear map fitted on calibration activations,
+    folded into the FFN output projection of the layer before each removed block."""
+
+    replace: Literal["none", "linear"] = Field(default="none", description="linear: replace each removed block by "
+                                                                           "a fitted linear map (stock checkpoint, "
+                                                                           "one matrix per block changed)")
+    replace_data: str | None = Field(default=None, description="calibration text for the fit (a .txt/.json/.jsonl "
+                                                               "file or a Hub dataset id[:config]); unset: --data")
+    replace_samples: int = Field(default=128, ge=1, description="calibration windows for the fit")
+    replace_seq_len: int = Field(default=256, ge=2, description="tokens per fit window")
+    replace_ridge: float = Field(default=1e-3, ge=0, allow_inf_nan=False,
+                                 description="ridge, relative to the mean diagonal of M^T.M")
+    replace_stream: Literal["auto", "on", "off"] = Field(
+        default="auto", description="fit layer by layer from disk (same maps); auto: when the model does not fit "
+                                    "in memory")
+
+
 class ScoreOptions(CalibrationSettings):
     """Everything that determines a score run (and its cache key)."""
 
     metric: str = Field(description="reverse-order, random, magnitude-l1, magnitude-l2, taylor, ppl, "
                                     "block-influence, angular, finercut")
-    remove: int = Field(ge=1, description="layers to remove (angular: the block size; finercut: attention/FFN "
-                                          "sub-blocks)")
+    remove: int | None = Field(default=None, ge=1, description="layers to remove (angular: the block size; "
+                                                               "finercut: attention/FFN sub-blocks)")
+    target_params: float | None = Field(default=None, gt=0, allow_inf_nan=False,
+                                        description="instead of --remove: remove until the model has at most this "
+                                                    "many parameters, a fraction of the source's (0.85) or a count "
+                                                    "(1.3e9)")
     batch_size: int = Field(default=10, ge=1, description="windows per forward pass")
     dtype: str = Field(default="float32", description="float32, bfloat16, float16 or auto")
     device_map: str | None = Field(default=None, description="e.g. auto: spread/offload a model larger than memory "
@@ -54,6 +76,12 @@ class ScoreOptions(CalibrationSettings):
     stream: Literal["auto", "on", "off"] = Field(
         default="auto", description="score one decoder layer at a time, read from disk, in memory that holds one "
                                     "layer (same scores and choices); auto: when the model does not fit in memory")
+
+    @model_validator(mode="after")
+    def _one_size(self):
+        if (self.remove is None) == (self.target_params is None):
+            raise ValueError("give --remove N or --target-params T (one of them)")
+        return self
 
 
 # ---------------------------------------------------------------- recovery
@@ -144,9 +172,9 @@ class PlanSection(_Strict):
 EXPLICIT = ("drop_last", "drop_layers", "skip_attention", "skip_mlp", "plan")
 
 
-class PruneSection(CalibrationSettings):
+class PruneSection(CalibrationSettings, ReplaceSettings):
     """What to remove: explicit layers, a whole plan, or a metric that chooses `remove` of them (with the
-    calibration settings of `hfprune score`)."""
+    calibration settings of `hfprune score`), and whether the removed blocks are replaced by linear maps."""
 
     plan: PlanSection | None = None
     drop_last: int | None = Field(default=None, ge=1)
@@ -155,10 +183,11 @@ class PruneSection(CalibrationSettings):
     skip_mlp: list[int] | str | None = None
     metric: str | None = None
     remove: int | None = Field(default=None, ge=1)
+    target_params: float | None = Field(default=None, gt=0, allow_inf_nan=False)
 
     def score_options(self, trust_remote_code: bool = False) -> ScoreOptions:
         """The `hfprune score` settings this section implies (metric recipes only)."""
-        fields = set(CalibrationSettings.model_fields) | {"metric", "remove"}
+        fields = set(CalibrationSettings.model_fields) | {"metric", "remove", "target_params"}
         return ScoreOptions(**self.model_dump(include=fields), trust_remote_code=trust_remote_code)
 
     @model_validator(mode="after")
@@ -168,10 +197,15 @@ class PruneSection(CalibrationSettings):
             raise ValueError("give a plan, explicit layers (drop_last/drop_layers/skip_*) or a metric; not two")
         if explicit and self.metric:
             raise ValueError("give explicit layers (drop_last/drop_layers/skip_*) or a metric, not both")
-        if self.metric and self.remove is None:
-            raise ValueError("a metric needs remove: N")
-        if self.remove is not None and not self.metric:
-            raise ValueError("remove: N needs a metric")
+        if self.metric and (self.remove is None) == (self.target_params is None):
+            raise ValueError("a metric needs remove: N or target_params: T (one of them)")
+        if (self.remove is not None or self.target_params is not None) and not self.metric:
+            raise ValueError("remove / target_params need a metric (reverse-order takes the last layers)")
+        if self.target_params is not None and self.iterative_step:
+            raise ValueError("target_params and iterative_step do not combine yet: give remove: N")
+        if self.replace != "none" and self.iterative_step:
+            raise ValueError("replace and iterative_step do not combine yet: the rounds heal in between, the fit "
+                             "needs the final plan")
         if self.metric:
             from .scoring.metrics import METRICS
 
@@ -272,12 +306,16 @@ class Recipe(_Strict):
         if any(k.startswith("prune.") and flags[k] is not None for k in flags):
             explicit = {k.split(".", 1)[1] for k, v in flags.items() if k.startswith("prune.") and v is not None}
             if explicit & set(EXPLICIT):
-                data["prune"]["metric"] = data["prune"]["remove"] = None
+                data["prune"]["metric"] = data["prune"]["remove"] = data["prune"]["target_params"] = None
                 for k in set(EXPLICIT) - explicit:  # the flags given replace the recipe's way of choosing
                     data["prune"][k] = None
             if "metric" in explicit:
                 for k in EXPLICIT:
                     data["prune"][k] = None
+            if "remove" in explicit:
+                data["prune"]["target_params"] = None
+            if "target_params" in explicit:
+                data["prune"]["remove"] = None
         return Recipe.parse(data, "flags")
 
     def to_yaml(self) -> str:

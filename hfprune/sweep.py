@@ -21,6 +21,7 @@ from .workdir import check_not_input, write_json, write_text
 SWEEP_FILE = "sweep.json"
 RESULTS_JSON = "results.json"
 RESULTS_MD = "results.md"
+PARETO_SVG = "pareto.svg"
 SWEEP_MARKER = ".hfprune-workdir"
 RECOVERY_METHODS = ("none",) + _METHODS
 
@@ -33,8 +34,36 @@ class SweepResult:
     table: str = ""
 
 
-def entry_name(metric: str, method: str) -> str:
-    return f"{metric}-{method}"
+@dataclass(frozen=True)
+class Size:
+    """How much every entry removes: `remove` layers (finercut: sub-blocks) or down to `target_params`."""
+
+    remove: int | None = None
+    target_params: float | None = None
+
+    def __post_init__(self):
+        if (self.remove is None) == (self.target_params is None):
+            raise RecipeError("give --remove N or --target-params T (one of them)")
+        if self.remove is not None and self.remove < 1:
+            raise RecipeError("--remove N: give how many layers to remove (at least 1)")
+
+    @classmethod
+    def coerce(cls, value) -> "Size":
+        return value if isinstance(value, Size) else cls(remove=value)
+
+    def tag(self) -> str:
+        if self.remove is not None:
+            return f"remove{self.remove}"
+        from .pipeline import _target_tag
+
+        return f"p{_target_tag(self.target_params)}"
+
+    def to_dict(self) -> dict:
+        return {"remove": self.remove, "target_params": self.target_params}
+
+
+def entry_name(metric: str, method: str, replace: str = "none") -> str:
+    return f"{metric}-{method}" if replace == "none" else f"{metric}-{replace}-{method}"
 
 
 def parse_list(text: str | list | None, what: str) -> list[str]:
@@ -47,36 +76,48 @@ def parse_list(text: str | list | None, what: str) -> list[str]:
     return items
 
 
-def plan_sweep(base: Recipe, source: str, remove: int, metrics, methods) -> dict[str, Recipe]:
-    """{entry name: recipe} for every metric x method, validated before any work."""
+def plan_sweep(base: Recipe, source: str, size, metrics, methods, replace="none") -> dict[str, Recipe]:
+    """{entry name: recipe} for every metric x replacement x method, validated before any work."""
     from .scoring.metrics import METRICS
 
+    size = Size.coerce(size)
     metrics = parse_list(metrics, "--metrics")
     methods = parse_list(methods, "--recover")
+    replaces = parse_list(replace, "--replace")
+    wrong = [r for r in replaces if r not in ("none", "linear")]
+    if wrong:
+        raise RecipeError(f"--replace: unknown value {wrong[0]!r}; choose from none, linear")
     unknown = [m for m in metrics if m not in METRICS]
     if unknown:
         raise RecipeError(f"--metrics: unknown metric {unknown[0]!r}; choose from {', '.join(METRICS)}")
     bad = [m for m in methods if m not in RECOVERY_METHODS]
     if bad:
         raise RecipeError(f"--recover: unknown method {bad[0]!r}; choose from {', '.join(RECOVERY_METHODS)}")
-    if remove is None or remove < 1:
-        raise RecipeError("--remove N: give how many layers to remove (at least 1)")
     recipes = {}
     for metric in metrics:
-        for method in methods:
-            recipes[entry_name(metric, method)] = base.override(**{
-                "source": source, "prune.metric": metric, "prune.remove": remove, "recover.method": method,
-                "push.enabled": False})
+        for rep in replaces:
+            for method in methods:
+                recipes[entry_name(metric, method, rep)] = base.override(**{
+                    "source": source, "prune.metric": metric, "prune.remove": size.remove,
+                    "prune.target_params": size.target_params, "prune.replace": rep, "recover.method": method,
+                    "push.enabled": False})
     return recipes
 
 
-def check_remove(source: str, remove: int, metrics: list[str], token: str | None = None) -> int:
+def check_remove(source: str, size, metrics: list[str], token: str | None = None) -> int:
     """Refuse a removal the model cannot take, from its headers alone; return its layer count."""
     from .api import inspect_source
     from .scoring.metrics import METRICS
 
+    size = Size.coerce(size)
     _, ckpt = inspect_source(source, token=token)
     n = ckpt.num_layers
+    if size.remove is None:
+        from .sizing import params_to_remove, sizes
+
+        params_to_remove(size.target_params, sizes(ckpt).total)
+        return n
+    remove = size.remove
     for metric in metrics:
         limit = 2 * n if METRICS[metric].kind == "sub-block" else n
         if remove >= limit:
@@ -86,17 +127,20 @@ def check_remove(source: str, remove: int, metrics: list[str], token: str | None
     return n
 
 
-def run_sweep(base: Recipe, source: str, remove: int, metrics, methods, work_dir: str | Path, *,
+def run_sweep(base: Recipe, source: str, size, metrics, methods, work_dir: str | Path, *,
               resume: bool = False, overwrite: bool = False, token: str | None = None, progress: bool = False,
-              trust_remote_code: bool = False, echo=print, eval_cache=None, score_cache=None) -> SweepResult:
-    """Run every recipe of the sweep (resumable), then write results.json / results.md with the Pareto front."""
+              trust_remote_code: bool = False, echo=print, eval_cache=None, score_cache=None,
+              replace="none") -> SweepResult:
+    """Run every recipe of the sweep (resumable), then write results.json / results.md with the Pareto front.
+    `size` is a Size (or an int: layers to remove)."""
     from .pipeline import Pipeline
 
-    recipes = plan_sweep(base, source, remove, metrics, methods)
+    size = Size.coerce(size)
+    recipes = plan_sweep(base, source, size, metrics, methods, replace)
     metric_list = parse_list(metrics, "--metrics")
-    check_remove(source, remove, metric_list, token)
+    check_remove(source, size, metric_list, token)
     work = Path(work_dir)
-    _prepare(work, source, remove, recipes, resume, overwrite)
+    _prepare(work, source, size, recipes, resume, overwrite)
     result = SweepResult(work)
     for k, (name, recipe) in enumerate(recipes.items(), start=1):
         echo(f"== [{k}/{len(recipes)}] {name}")
@@ -105,26 +149,30 @@ def run_sweep(base: Recipe, source: str, remove: int, metrics, methods, work_dir
                  trust_remote_code=trust_remote_code, eval_cache=eval_cache, score_cache=score_cache).run()
     rows = collect(work, list(recipes))
     result.rows, result.pareto = rows, pareto_front(rows)
-    result.table = results_table(rows, result.pareto)
-    write_json(work / RESULTS_JSON, {"source": source, "remove": remove, "rows": rows, "pareto": result.pareto})
+    result.table = f"![Quality against size: every entry, the Pareto front joined]({PARETO_SVG})\n\n" + results_table(
+        rows, result.pareto)
+    write_text(work / PARETO_SVG, pareto_svg(rows, result.pareto))
+    write_json(work / RESULTS_JSON, {"source": source, **size.to_dict(), "rows": rows, "pareto": result.pareto})
     write_text(work / RESULTS_MD, result.table + "\n")
     return result
 
 
-def _prepare(work: Path, source: str, remove: int, recipes: dict, resume: bool, overwrite: bool) -> None:
+def _prepare(work: Path, source: str, size: Size, recipes: dict, resume: bool, overwrite: bool) -> None:
     local = Path(source).expanduser()
     if local.is_dir():
         check_not_input(work, {"source": local}, "sweep dir")
-    record = {"format": "hfprune-sweep", "version": 1, "source": source, "remove": remove, "entries": list(recipes)}
+    record = {"format": "hfprune-sweep", "version": 1, "source": source, **size.to_dict(), "entries": list(recipes)}
     existing = work / SWEEP_FILE
     if work.exists() and any(work.iterdir()):
         if not existing.is_file() and not (work / SWEEP_MARKER).is_file():
             raise UnsafeOutputError(f"{work} is not an hfprune sweep dir; choose another --work-dir")
         if resume:
             old = json.loads(existing.read_text()) if existing.is_file() else {}
-            if old.get("source") != source or old.get("remove") != remove:
-                raise RecipeError(f"--resume: {work} is a sweep of {old.get('source')} removing {old.get('remove')}, "
-                                  f"not of {source} removing {remove}; use another --work-dir")
+            theirs = Size(old.get("remove"), old.get("target_params")) if old else None
+            if old.get("source") != source or theirs != size:
+                what = theirs.tag() if theirs else "?"
+                raise RecipeError(f"--resume: {work} is a sweep of {old.get('source')} ({what}), not of {source} "
+                                  f"({size.tag()}); use another --work-dir")
         elif overwrite:
             import shutil
 
@@ -194,6 +242,60 @@ def pareto_front(rows: list[dict]) -> list[str]:
     return front
 
 
+def pareto_svg(rows: list[dict], pareto: list[str], width: int = 640, height: int = 400) -> str:
+    """Quality (y) against parameters (x) for every row, the Pareto front joined by a line, the dense model
+    marked: the front at a glance."""
+    from html import escape
+
+    points = [r for r in rows if r["quality"] is not None]
+    kind = next((r["quality_kind"] for r in points), "none")
+    scale = 100 if kind == "mean acc" else 1
+    left, right, top, bottom = 70, 20, 30, 50
+    parts = [f'<svg xmlns="http://www.w3.org/2000/svg" width="{width}" height="{height}" font-family="sans-serif" '
+             f'font-size="11"><rect width="{width}" height="{height}" fill="white"/>']
+    if not points:
+        return "".join(parts) + '<text x="20" y="30">no entry has a quality figure yet</text></svg>'
+    xs = [r["parameters"] / 1e6 for r in points]
+    ys = [r["quality"] * scale for r in points]
+    x0, x1 = min(xs), max(xs)
+    y0, y1 = min(ys), max(ys)
+    pad_x, pad_y = (x1 - x0) * 0.08 or 1.0, (y1 - y0) * 0.1 or 1.0
+    x0, x1, y0, y1 = x0 - pad_x, x1 + pad_x, y0 - pad_y, y1 + pad_y
+
+    def px(x):
+        return left + (x - x0) / (x1 - x0) * (width - left - right)
+
+    def py(y):
+        return height - bottom - (y - y0) / (y1 - y0) * (height - top - bottom)
+
+    plot_w, plot_h = width - left - right, height - top - bottom
+    parts.append(f'<rect x="{left}" y="{top}" width="{plot_w}" height="{plot_h}" fill="none" stroke="#999"/>')
+    for k in range(5):  # ticks
+        xv, yv = x0 + (x1 - x0) * k / 4, y0 + (y1 - y0) * k / 4
+        parts.append(f'<text x="{px(xv):.0f}" y="{height - bottom + 15}" text-anchor="middle">{xv:.0f}</text>')
+        parts.append(f'<text x="{left - 6}" y="{py(yv) + 4:.0f}" text-anchor="end">{yv:.3g}</text>')
+    y_label = "mean accuracy (%)" if kind == "mean acc" else "- mean word perplexity"
+    parts.append(f'<text x="{left + plot_w / 2:.0f}" y="{height - 12}" text-anchor="middle">parameters (M)</text>')
+    parts.append(f'<text x="14" y="{top + plot_h / 2:.0f}" transform="rotate(-90 14 {top + plot_h / 2:.0f})" '
+                 f'text-anchor="middle">{y_label}</text>')
+    front = sorted((r for r in points if r["entry"] in pareto), key=lambda r: r["parameters"])
+    if len(front) > 1:
+        path = " ".join(f"{px(r['parameters'] / 1e6):.1f},{py(r['quality'] * scale):.1f}" for r in front)
+        parts.append(f'<polyline points="{path}" fill="none" stroke="#2a7" stroke-width="2"/>')
+    for r in points:
+        x, y = px(r["parameters"] / 1e6), py(r["quality"] * scale)
+        on_front = r["entry"] in pareto
+        if r["entry"] == "dense":
+            parts.append(f'<rect x="{x - 5:.1f}" y="{y - 5:.1f}" width="10" height="10" fill="#333"/>')
+        else:
+            parts.append(f'<circle cx="{x:.1f}" cy="{y:.1f}" r="5" fill="{"#2a7" if on_front else "#bbb"}" '
+                         f'stroke="#555"/>')
+        parts.append(f'<text x="{x + 7:.1f}" y="{y - 6:.1f}">{escape(r["entry"])}</text>')
+    parts.append(f'<text x="{left}" y="18">quality against size; green: the Pareto front, square: the dense '
+                 'model</text></svg>')
+    return "".join(parts)
+
+
 def results_table(rows: list[dict], pareto: list[str]) -> str:
     """Markdown: one row per model, every task's primary metric, size, speed, Pareto membership."""
     columns = []
@@ -221,8 +323,9 @@ def results_table(rows: list[dict], pareto: list[str]) -> str:
     return "\n".join(lines)
 
 
-def from_sweep(sweep_dir: str | Path, entry: str) -> tuple[Recipe, Path, str]:
-    """(recipe, entry work dir, results table) of one entry of a finished sweep, for `push --from-sweep`."""
+def from_sweep(sweep_dir: str | Path, entry: str) -> tuple[Recipe, Path, str, str | None]:
+    """(recipe, entry work dir, results table, Pareto SVG) of one entry of a finished sweep, for
+    `push --from-sweep`."""
     work = Path(sweep_dir)
     record = work / SWEEP_FILE
     if not record.is_file():
@@ -234,4 +337,5 @@ def from_sweep(sweep_dir: str | Path, entry: str) -> tuple[Recipe, Path, str]:
     if not (entry_dir / "eval.json").is_file() or not (work / RESULTS_MD).is_file():
         raise RecipeError(f"entry {entry} of {work} has not finished; run the sweep again with --resume")
     recipe = Recipe.load(entry_dir / "recipe.yaml")
-    return recipe, entry_dir, (work / RESULTS_MD).read_text()
+    svg = (work / PARETO_SVG).read_text() if (work / PARETO_SVG).is_file() else None
+    return recipe, entry_dir, (work / RESULTS_MD).read_text(), svg

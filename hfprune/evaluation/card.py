@@ -20,6 +20,8 @@ CITATIONS = {
                        "arXiv:2403.03853",
     "taylor": "LLM-Pruner: On the Structural Pruning of Large Language Models (Ma et al., 2023), arXiv:2305.11627",
     "lm-eval": "A framework for few-shot language model evaluation (Gao et al.), EleutherAI lm-evaluation-harness",
+    "linear": "ReplaceMe: Network Simplification via Layer Pruning and Linear Transformations (Shopkhoev et al., "
+              "2025), arXiv:2505.02819",
 }
 DATASET_IDS = {"alpaca": "yahma/alpaca-cleaned", "dolly": "databricks/databricks-dolly-15k"}
 
@@ -50,6 +52,7 @@ class CardInputs:
     sweep_table: str | None = None  # results of the sweep this recipe was chosen from
     needs_remote_code: bool = False
     runtime_notes: list = field(default_factory=list)  # plan vs other runtimes (llama.cpp layer periods)
+    replacement: dict | None = None  # the pruned checkpoint's hfprune.json "replacement" (--replace linear)
 
 
 def layer_map_svg(plan: Plan) -> str:
@@ -268,7 +271,8 @@ def build_card(inputs: CardInputs):
                          datasets=datasets or None, tags=tags, model_name=model_name,
                          eval_results=results or None, pipeline_tag="text-generation")
     before, after = ev["dense"]["size"]["parameters"], ev[final]["size"]["parameters"]
-    keys = [plan.metric or "reverse-order"] + ([inputs.recovery["method"]] if inputs.recovery else []) + ["lm-eval"]
+    keys = ([plan.metric or "reverse-order"] + (["linear"] if (inputs.replacement or {}).get("blocks") else [])
+            + ([inputs.recovery["method"]] if inputs.recovery else []) + ["lm-eval"])
     citations = list(dict.fromkeys(CITATIONS[k] for k in keys if k in CITATIONS))
     if plan.has_skips and CITATIONS["finercut"] not in citations:
         citations.insert(0, CITATIONS["finercut"])
@@ -279,12 +283,13 @@ def build_card(inputs: CardInputs):
         model_name=model_name, repo_id=inputs.repo_id,
         base_label=inputs.base_model or inputs.source_ref,
         base_url=f"https://huggingface.co/{inputs.base_model}" if inputs.base_model else "#recipe",
-        removed_summary=_removed_summary(plan), recovery=recovery,
+        removed_summary=_removed_summary(plan, bool((inputs.replacement or {}).get("blocks"))), recovery=recovery,
         size_after={"parameters_h": _human(after)}, size_change=f"{100 * (after - before) / before:+.1f}%",
         layers_before=plan.num_layers, layers_after=len(plan.kept_layers),
         layers_sentence=(f"{len(plan.kept_layers)} decoder layers instead of {plan.num_layers}"
                          if plan.drop_layers else f"all {plan.num_layers} decoder layers, some without a sub-block"),
         plan_description=_plan_description(plan), metric_description=_metric_description(plan, inputs.scores),
+        replacement_description=replacement_description(inputs.replacement),
         scores_table=scores_table, layer_map_text=layer_map_text(plan),
         eval_note=_eval_note(ev), benchmark_table=benchmark_table(ev), size_table=size_table(ev),
         speed_note=speed_note(ev),
@@ -421,10 +426,11 @@ def _recovery_summary(inputs: CardInputs, ev: dict) -> dict:
     return out
 
 
-def _removed_summary(plan: Plan) -> str:
+def _removed_summary(plan: Plan, replaced: bool = False) -> str:
     parts = []
     if plan.drop_layers:
-        parts.append(f"{len(plan.drop_layers)} of {plan.num_layers} decoder layers removed")
+        parts.append(f"{len(plan.drop_layers)} of {plan.num_layers} decoder layers removed"
+                     + (" and replaced by linear maps" if replaced else ""))
     if plan.skip_attention:
         parts.append(f"{len(plan.skip_attention)} attention sub-blocks removed")
     if plan.skip_mlp:
@@ -439,6 +445,32 @@ def _plan_description(plan: Plan) -> str:
     if plan.skip_mlp:
         lines.append(f"- FFN removed, attention kept: layers {format_layer_list(plan.skip_mlp)}")
     lines.append(f"- Kept layers are renumbered 0-{len(plan.kept_layers) - 1}.")
+    return "\n".join(lines)
+
+
+def replacement_description(rec: dict | None) -> str:
+    """What --replace linear changed, for the card: the data, each block's map and fit, what was not done."""
+    if not rec:
+        return ""
+    lines = []
+    if rec.get("blocks"):
+        d = rec.get("data") or {}
+        lines.append(f"**Training-free replacement** (ReplaceMe): each removed block was replaced by a linear map "
+                     f"fitted in closed form ({rec.get('objective', 'least squares')}, ridge {rec.get('ridge')}) on "
+                     f"{rec.get('tokens', 0):,} tokens ({d.get('samples')} windows of {d.get('seq_len')}) of "
+                     f"`{dataset_label(d.get('source', ''))}` (seed {d.get('seed')}, sha256 `{d.get('sha256', '')[:12]}…`), "
+                     "and folded into the layer before the block, so the checkpoint stays a stock one. The error "
+                     "columns are the calibration residual ||L - out||² as a fraction of the stream's energy ||L||², "
+                     "L being the original model's residual stream after the block.")
+        lines += ["", "| removed layers | map folded into | error without the map | error with the map |",
+                  "|---|---|---|---|"]
+        for b in rec["blocks"]:
+            lo, hi = b["layers"]
+            lines.append(f"| {lo}–{hi} | `{b['fold_into']}` | {b['removal_error']:.4f} | {b['fit_error']:.4f} |")
+    for note in rec.get("not_replaced", []):
+        lines.append(f"\n> Not replaced: {note}")
+    if rec.get("warning"):
+        lines.append(f"\n> {rec['warning']}")
     return "\n".join(lines)
 
 

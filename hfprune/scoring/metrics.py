@@ -245,8 +245,9 @@ def finercut_plan_blocks(arch, n: int, remove: int) -> tuple[tuple[str, ...], li
     return blocks, allowed
 
 
-def finercut(inp: ScoreInputs, remove: int, distance: str = "js") -> list[dict]:
-    """Greedy removal of `remove` sub-blocks; returns one record per step with every candidate's distance."""
+def finercut(inp: ScoreInputs, remove: int, distance: str = "js", stop=None) -> list[dict]:
+    """Greedy removal of `remove` sub-blocks (or, with `stop(attn, mlp)`, until it says so; `remove` then only
+    sets the candidate layers); returns one record per step with every candidate's distance."""
     import torch
 
     n = inp.num_layers
@@ -256,16 +257,18 @@ def finercut(inp: ScoreInputs, remove: int, distance: str = "js") -> list[dict]:
 
         st = inp.streamed
         return streaming.finercut(st.model, st.batches, remove, distance, st.budget, bar=inp.stream_bar("finercut"),
-                                  step_bar=lambda it: inp.bar(it, "finercut steps", total=remove))
+                                  step_bar=lambda it: inp.bar(it, "finercut steps", total=remove), stop=stop)
     blocks, allowed = finercut_plan_blocks(stack.arch if stack is not None else None, n, remove)
     attn: set[int] = set()
     mlp: set[int] = set()
     steps = []
     with torch.no_grad():
         refs = [stack.logits(ids) for ids in inp.batches]
-        for _ in inp.bar(range(remove), "finercut", total=remove):
+        for _ in inp.bar(finercut_steps(remove, stop, attn, mlp), "finercut", total=remove):
             candidates = [(k, b) for k in allowed for b in blocks
                           if k not in (attn if b == "attention" else mlp)]
+            if not candidates:
+                break
             totals = {c: 0.0 for c in candidates}
             for ids, ref in zip(inp.batches, refs):
                 if inp.cached:
@@ -288,6 +291,14 @@ def finercut(inp: ScoreInputs, remove: int, distance: str = "js") -> list[dict]:
             steps.append({"removed": {"layer": best[0], "block": best[1]}, "distance": scored[best],
                           "candidates": [{"layer": k, "block": b, "distance": scored[(k, b)]} for k, b in candidates]})
     return steps
+
+
+def finercut_steps(remove: int, stop, attn: set[int], mlp: set[int]):
+    """Step indices: `remove` of them, or, with `stop`, until stop(attn, mlp) (the sets grow between steps)."""
+    step = 0
+    while (step < remove) if stop is None else not stop(attn, mlp):
+        yield step
+        step += 1
 
 
 def _bypass(attn: set[int], mlp: set[int]) -> dict:

@@ -7,8 +7,9 @@ so rerunning with the same inputs is instant.
 from __future__ import annotations
 
 import hashlib
-import sys
 import json
+import math
+import sys
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -86,6 +87,8 @@ def score(source: str | Path | Source, options: ScoreOptions, *, plan_path: str 
 
 
 def _check_remove(options: ScoreOptions, num_layers: int, kind: str) -> None:
+    if options.remove is None:
+        return  # a size target: checked against the parameter counts when scoring
     limit = 2 * num_layers if kind == "sub-block" else num_layers
     unit = "sub-blocks" if kind == "sub-block" else "layers"
     if options.remove < 1 or options.remove >= limit:
@@ -127,15 +130,19 @@ def _run(src: Source, ckpt: Checkpoint, options: ScoreOptions, data: str | None,
                     "data": calib.describe() if calib else None,
                     "mode": "iterative" if options.iterative_step else "one-shot",
                     "layer_by_layer": streamed}
+    target = _Target(ckpt, options.target_params) if options.target_params is not None else None
     if metric.kind == "layer":
-        step = options.iterative_step or options.remove
         removed: list[int] = []
         rounds = []
-        while len(removed) < options.remove:
+        while not _enough(removed, options, target):
             inputs.removed = tuple(removed)
             scores = metric.score(inputs)
-            chosen = lowest(scores, min(step, options.remove - len(removed)))
-            rounds.append({"scores": scores, "removed": chosen})
+            if target is None:
+                step = options.iterative_step or options.remove
+                chosen = lowest(scores, min(step, options.remove - len(removed)))
+            else:
+                chosen = target.layers(scores, removed)[:options.iterative_step or None]
+            rounds.append({"scores": scores, "removed": sorted(chosen)})
             removed += chosen
         record["rounds"] = rounds
         record["scores"] = rounds[0]["scores"]
@@ -143,20 +150,74 @@ def _run(src: Source, ckpt: Checkpoint, options: ScoreOptions, data: str | None,
             record["iterative_step"] = options.iterative_step
         plan = Plan.build(n, drop_layers=sorted(removed), metric=options.metric)
     elif metric.kind == "block":
-        distances = angular_distances(inputs, options.remove)
+        block = options.remove if target is None else target.block_size()
+        distances = angular_distances(inputs, block)
         start = min((d, i) for i, d in enumerate(distances) if d is not None)[1]
         record["scores"] = distances
         record["block_start"] = start
-        plan = Plan.build(n, drop_layers=list(range(start, start + options.remove)), metric=options.metric)
+        plan = Plan.build(n, drop_layers=list(range(start, start + block)), metric=options.metric)
     else:
-        steps = finercut(inputs, options.remove, options.distance)
+        if target is None:
+            steps = finercut(inputs, options.remove, options.distance)
+        else:
+            steps = finercut(inputs, target.sub_blocks_estimate(), options.distance, stop=target.met_by)
+            attn_, mlp_ = ({s["removed"]["layer"] for s in steps if s["removed"]["block"] == b}
+                           for b in ("attention", "mlp"))
+            if not target.met_by(attn_, mlp_):
+                raise PlanError(f"--target-params {options.target_params:g}: finercut's candidate sub-blocks free "
+                                f"fewer than the {target.need:,} parameters needed; give a larger target")
         record["distance"] = options.distance
         record["steps"] = steps
         attn = [s["removed"]["layer"] for s in steps if s["removed"]["block"] == "attention"]
         mlp = [s["removed"]["layer"] for s in steps if s["removed"]["block"] == "mlp"]
         plan = Plan.build(n, skip_attention=attn, skip_mlp=mlp, metric=options.metric)
+    if target is not None:
+        record["remove"] = len(plan.drop_layers) if metric.kind != "sub-block" else len(record["steps"])
+        record["target_params"] = options.target_params
+        record["params"] = {"source": target.sizes.total, "removed": target.sizes.removed(
+            plan.drop_layers, plan.skip_attention, plan.skip_mlp), "needed": target.need}
     record["plan"] = plan.to_dict()
     return record
+
+
+class _Target:
+    """A size target: how many parameters must go, and which layers / sub-blocks take it there."""
+
+    def __init__(self, ckpt: Checkpoint, target: float):
+        from ..sizing import params_to_remove, sizes
+
+        self.sizes = sizes(ckpt)
+        self.need = params_to_remove(target, self.sizes.total)
+
+    def layers(self, scores: list, removed: list[int]) -> list[int]:
+        """The lowest-scored layers (ties: the later first) until the target is met."""
+        from ..sizing import layers_for
+
+        ranked = [-i for _, i in sorted((s, -i) for i, s in enumerate(scores) if s is not None)]
+        return layers_for(self.need - self.sizes.removed(removed), self.sizes.layer, ranked)
+
+    def block_size(self) -> int:
+        from ..sizing import block_size_for
+
+        size = block_size_for(self.need, self.sizes.layer)
+        if size >= len(self.sizes.layer):
+            raise PlanError(f"--target-params: a block of {size} of {len(self.sizes.layer)} layers would be needed; "
+                            "angular keeps the last layer")
+        return size
+
+    def sub_blocks_estimate(self) -> int:
+        mean = (sum(self.sizes.attention) + sum(self.sizes.mlp)) / (2 * len(self.sizes.layer))
+        return min(max(1, math.ceil(self.need / mean)), 2 * len(self.sizes.layer) - 1)
+
+    def met_by(self, attn: set[int], mlp: set[int]) -> bool:
+        both = attn & mlp
+        return self.sizes.removed(both, attn - both, mlp - both) >= self.need
+
+
+def _enough(removed: list[int], options: ScoreOptions, target: "_Target | None") -> bool:
+    if target is None:
+        return len(removed) >= options.remove
+    return target.sizes.removed(removed) >= target.need
 
 
 def _check_dtype(options: ScoreOptions) -> None:

@@ -167,17 +167,20 @@ def ppl(sm: StreamedModel, batches: list[StreamBatch], removed: tuple[int, ...],
 
 
 def finercut(sm: StreamedModel, batches: list[StreamBatch], remove: int, distance: str, budget: int, bar=None,
-             step_bar=None):
+             step_bar=None, stop=None):
     """FinerCut's greedy search, each step one pass (or a few) over the layers with one branch per candidate."""
-    from .metrics import _distance, finercut_plan_blocks
+    from .metrics import _distance, finercut_plan_blocks, finercut_steps
 
     n = len(sm.layers)
     blocks, allowed = finercut_plan_blocks(sm.arch, n, remove)
     attn: set[int] = set()
     mlp: set[int] = set()
     steps = []
-    for _ in (step_bar(range(remove)) if step_bar else range(remove)):
+    steps_iter = finercut_steps(remove, stop, attn, mlp)
+    for _ in (step_bar(steps_iter) if step_bar else steps_iter):
         candidates = [(k, b) for k in allowed for b in blocks if k not in (attn if b == "attention" else mlp)]
+        if not candidates:
+            break
         per_batch: dict[tuple, list[float]] = {c: [0.0] * len(batches) for c in candidates}
 
         def on_end(bi, main, ends, ref):
