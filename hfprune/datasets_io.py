@@ -48,3 +48,56 @@ def load_dataset(*args, **kwargs):
                         ".txt/.json/.jsonl file") from None
     except (ValueError, FileNotFoundError) as e:
         raise DataError(f"cannot load data {args[0]!r}: {str(e).splitlines()[0]}") from None
+
+
+def read_json_rows(path: str | Path, what: str = "--data") -> list[tuple[str, dict]]:
+    """The rows of a local .jsonl (one object per line) or .json (an array of objects, or one object per line)
+    file as (where, row) pairs, `where` naming the line ('data.jsonl line 12') or array position. A malformed
+    line, or a row that is not an object, is one DataError naming it."""
+    import json
+
+    path = Path(path).expanduser()
+    try:
+        text = path.read_text(encoding="utf-8")
+    except UnicodeDecodeError:
+        raise DataError(f"{what} {path.name} is not UTF-8 text") from None
+    if not text.strip():
+        raise DataError(f"{what} {path.name} is empty")
+    if path.suffix == ".json" and text.lstrip().startswith("["):
+        try:
+            data = json.loads(text)
+        except json.JSONDecodeError as e:
+            raise DataError(f"{what} {path.name} line {e.lineno}: not valid JSON ({e.msg})") from None
+        except RecursionError:
+            raise DataError(f"{what} {path.name} is nested too deeply") from None
+        rows = [(f"{path.name} row {i + 1}", row) for i, row in enumerate(data)]
+    else:
+        rows = []
+        for number, line in enumerate(text.splitlines(), start=1):
+            if not line.strip():
+                continue
+            try:
+                rows.append((f"{path.name} line {number}", json.loads(line)))
+            except json.JSONDecodeError as e:
+                raise DataError(f"{what} {path.name} line {number}: not valid JSON ({e.msg}); fix or remove that "
+                                "line") from None
+            except RecursionError:
+                raise DataError(f"{what} {path.name} line {number} is nested too deeply") from None
+    for where, row in rows:
+        if not isinstance(row, dict):
+            raise DataError(f"{what} {where}: a row must be a JSON object with named fields, not "
+                            f"{type(row).__name__}")
+    return rows
+
+
+def string_field(row: dict, key: str, where: str, what: str, required: bool = True) -> str:
+    """row[key] as a string: a missing required field, or a value that is not a string (or null, for an optional
+    one), is one DataError naming the row and the field."""
+    if key not in row or row[key] is None:
+        if required:
+            raise DataError(f"{what} {where} has no {key!r}; every row needs it (rows: {sorted(row)})")
+        return ""
+    value = row[key]
+    if not isinstance(value, str):
+        raise DataError(f"{what} {where}: {key!r} is a {type(value).__name__}, not a string")
+    return value

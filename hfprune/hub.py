@@ -90,12 +90,20 @@ def remote_headers(source: str, *, token: str | None = None, endpoint: str | Non
     repo_id, revision = parse_source(source)
     if not _REPO_ID.match(repo_id):
         return None
+    from huggingface_hub.utils import are_progress_bars_disabled, disable_progress_bars, enable_progress_bars
+
     api = HfApi(endpoint=endpoint, token=token)
-    with hub_errors(repo_id, revision):
-        info = api.model_info(repo_id, revision=revision)
-        path = snapshot_download(repo_id, revision=info.sha, allow_patterns=["config.json"], token=token,
-                                 endpoint=endpoint)
-        meta = api.get_safetensors_metadata(repo_id, revision=info.sha)
+    quiet_before = are_progress_bars_disabled()
+    disable_progress_bars()  # one small file: a bar would only break a one-line refusal that may follow
+    try:
+        with hub_errors(repo_id, revision):
+            info = api.model_info(repo_id, revision=revision)
+            path = snapshot_download(repo_id, revision=info.sha, allow_patterns=["config.json"], token=token,
+                                     endpoint=endpoint)
+            meta = api.get_safetensors_metadata(repo_id, revision=info.sha)
+    finally:
+        if not quiet_before:
+            enable_progress_bars()
     files = []
     for name, fm in sorted(meta.files_metadata.items()):
         tensors = {t: TensorInfo(t, ti.dtype, tuple(ti.shape), ti.data_offsets[0], ti.data_offsets[1])
@@ -199,7 +207,14 @@ def writable_repo(repo_id: str | None, token: str | None, default_repo_id) -> tu
     api = HfApi(token=token)
     with hub_errors("whoami"):
         who = api.whoami()
-    repo_id = repo_id or default_repo_id(who["name"])
+    if not repo_id:
+        repo_id = default_repo_id(who["name"])
+        from .settings import check_repo_id
+
+        try:
+            check_repo_id(repo_id, "the default repo id")
+        except ValueError as e:
+            raise HubError(f"{e}; give one with --repo-id") from None
     try:
         with hub_errors(repo_id, write=True):
             api.auth_check(repo_id, write=True)

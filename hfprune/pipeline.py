@@ -24,10 +24,12 @@ from .hub import EVAL_RESULTS_DIR, Source, resolve_source, source_license
 from .plan import Plan
 from .settings import Recipe
 from .workdir import (
+    LOCK_FILE,
     WORKDIR_MARKER,
     check_not_input,
     remove_hfprune_folder,
     staged_folder,
+    work_dir_lock,
     write_json,
     write_text,
 )
@@ -113,7 +115,12 @@ class Pipeline:
     def run(self) -> PipelineResult:
         self._check_work_dir()  # reads only: a refused run leaves nothing behind
         repo_id = self._check_push_target() if self.recipe.push.enabled else None
+        self._check_plan()  # from the source's headers: a plan the model cannot take is refused before any write
         self.result.repo_id = repo_id
+        with work_dir_lock(self.work):
+            return self._run(repo_id)
+
+    def _run(self, repo_id: str | None) -> PipelineResult:
         self._prepare_work_dir()
         keys = self._stage_keys(repo_id)
         source = self._stage("source", self.work / "source.json", self._source, keys)
@@ -127,7 +134,8 @@ class Pipeline:
             model_dir = self.work / "recovered"
         evaluation = self._stage("eval", self.work / "eval.json", lambda: self._evaluate(src), keys)
         self._stage("final", self.work / "final",
-                    lambda: self._final(src, plan, model_dir, evaluation, repo_id or f"<you>/{name_stem(self.recipe)}"),
+                    lambda: self._final(src, plan, model_dir, evaluation,
+                                        repo_id or self.recipe.push.repo_id or f"<you>/{name_stem(self.recipe)}"),
                     keys)
         if repo_id:
             pushed = self._stage("push", self.work / "push.json", lambda: self._push(repo_id), keys)
@@ -183,10 +191,37 @@ class Pipeline:
         return json.loads(artifact.read_text()) if artifact.suffix == ".json" else None
 
     def _own_entries(self) -> list[Path]:
-        """What is in the work dir besides the caller's kept entries and hfprune's marker."""
+        """What is in the work dir besides the caller's kept entries and hfprune's marker and lock."""
         if not self.work.is_dir():
             return []
-        return [p for p in self.work.iterdir() if p.name not in self.keep and p.name != WORKDIR_MARKER]
+        return [p for p in self.work.iterdir() if p.name not in self.keep and p.name not in (WORKDIR_MARKER, LOCK_FILE)]
+
+    def _check_plan(self) -> None:
+        """What the recipe removes, checked against the source's headers (no weights downloaded): an impossible
+        plan fails here, before the work dir is touched, so the corrected retry needs no --overwrite."""
+        from .api import inspect_source, make_plan
+
+        p = self.recipe.prune
+        _, ckpt = inspect_source(self.recipe.source, token=self.token)
+        n = ckpt.num_layers
+        if p.plan is not None:
+            Plan.from_dict(p.plan.as_plan_dict(), "the recipe's prune.plan").check_model(n)
+        elif p.metric:
+            from .scoring.metrics import get_metric
+
+            kind = get_metric(p.metric).kind
+            if p.remove is not None:
+                limit = 2 * n if kind == "sub-block" else n
+                if p.remove >= limit:
+                    raise RecipeError(f"--remove {p.remove}: the model has {limit} "
+                                      f"{'sub-blocks' if kind == 'sub-block' else 'layers'}; remove at most {limit - 1}")
+            else:
+                from .sizing import params_to_remove, sizes
+
+                params_to_remove(p.target_params, sizes(ckpt).total)
+        else:
+            make_plan(n, drop_last=p.drop_last, drop_layers=p.drop_layers, skip_attention=p.skip_attention,
+                      skip_mlp=p.skip_mlp)
 
     def _check_work_dir(self) -> None:
         """Refuse a work dir that collides with the source, or one that --overwrite must not clear."""

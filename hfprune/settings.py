@@ -10,7 +10,7 @@ from __future__ import annotations
 from pathlib import Path
 from typing import Literal
 
-from pydantic import BaseModel, ConfigDict, Field, ValidationError, model_validator
+from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator, model_validator
 
 from .errors import RecipeError
 
@@ -21,7 +21,8 @@ RECOVERY_METHODS = ("partial", "lora", "qlora", "partial-kd", "lora-kd")
 
 
 class _Strict(BaseModel):
-    model_config = ConfigDict(extra="forbid", validate_assignment=True)
+    # allow_inf_nan=False: an infinite or NaN number is never a setting (lr=inf trained a model of NaNs)
+    model_config = ConfigDict(extra="forbid", validate_assignment=True, allow_inf_nan=False)
 
 
 # ---------------------------------------------------------------- scoring
@@ -108,9 +109,9 @@ class RecoverOptions(_Strict):
     lora_dropout: float = Field(default=0.05, ge=0, lt=1, description="LoRA dropout")
     lora_targets: list[str] = Field(default_factory=lambda: list(DEFAULT_LORA_TARGETS),
                                     description="module names that get adapters")
-    lr: float = Field(default=1e-5, ge=0, description="peak learning rate, AdamW, linear decay (the paper's, set "
+    lr: float = Field(default=1e-5, gt=0, description="peak learning rate, AdamW, linear decay (the paper's, set "
                                                       "for 8B models; small models need ~2e-4)")
-    epochs: float = Field(default=2.0, gt=0, description="passes over the data")
+    epochs: float = Field(default=2.0, gt=0, le=10_000, description="passes over the data")
     batch_size: int = Field(default=64, ge=1, description="effective batch")
     micro_batch_size: int = Field(default=4, ge=1, description="per step; the rest is gradient accumulation")
     warmup_steps: int | None = Field(default=None, ge=0, description="warm-up steps; unset: 10% of the optimizer "
@@ -118,7 +119,7 @@ class RecoverOptions(_Strict):
                                                                      "for 52k examples)")
     max_length: int | None = Field(default=None, ge=2, description="tokens per example; unset: 256 for Alpaca, "
                                                                    "1024 for Dolly")
-    max_steps: int = Field(default=-1, description="stop after N optimizer steps (-1: run the epochs)")
+    max_steps: int = Field(default=-1, ge=-1, description="stop after N optimizer steps (-1: run the epochs)")
     max_samples: int | None = Field(default=None, ge=1, description="use only the first N examples")
     prompt: Literal["auto", "alpaca", "chat"] = Field(
         default="auto", description="auto: the model's chat template when it has one, else the Alpaca prompt")
@@ -143,6 +144,13 @@ class RecoverOptions(_Strict):
                                                                  "layers' output per example (up to this many GiB) "
                                                                  "and replay it in later epochs instead of "
                                                                  "recomputing it; 0: off")
+    @field_validator("max_steps")
+    @classmethod
+    def _steps(cls, value):
+        if value == 0:
+            raise ValueError("0 trains nothing: give -1 (run the epochs) or at least 1")
+        return value
+
     prefix_cache_store: Literal["auto", "memory", "disk"] = Field(
         default="auto", description="where the frozen layers' output is kept: memory, a memory-mapped file beside "
                                     "the training checkpoints, or auto (memory up to --prefix-cache-gib, else the "
@@ -239,7 +247,8 @@ class EvalSection(_Strict):
     tasks: list[str] = Field(default_factory=lambda: list(DEFAULT_TASKS),
                              description="lm-eval tasks (offline: hfprune_demo_mc, hfprune_demo_ppl or your own "
                                          "YAMLs with --include-path)")
-    limit: int | None = Field(default=None, ge=1, description="at most N examples per task")
+    limit: float | None = Field(default=None, gt=0, description="at most N examples per task, or a fraction in "
+                                                                "(0, 1) of each")
     batch_size: int = Field(default=32, ge=1, description="most requests per forward pass (the memory budget may "
                                                           "take fewer)")
     include_path: str | None = Field(default=None, description="a folder of extra lm-eval task YAMLs")
@@ -255,11 +264,38 @@ class EvalSection(_Strict):
                                                            "model, interleaved in one process); 0: skip it")
     latency_tokens: int = Field(default=16, ge=1, description="tokens generated per timed decode")
 
+    @field_validator("limit")
+    @classmethod
+    def _whole_limit(cls, value):
+        if value is not None and value >= 1:
+            if value != int(value):
+                raise ValueError("give a whole number of examples, or a fraction below 1")
+            return int(value)
+        return value
+
 
 class PushSection(_Strict):
     repo_id: str | None = None
     private: bool = False
     enabled: bool = True
+
+    @field_validator("repo_id")
+    @classmethod
+    def _hub_repo_id(cls, value):
+        if value is not None:
+            check_repo_id(value, "--repo-id")
+        return value
+
+
+def check_repo_id(repo_id: str, what: str) -> None:
+    """huggingface_hub's own rules for a repo id ('name' or 'namespace/name'), as one line naming `what`."""
+    from huggingface_hub.errors import HFValidationError
+    from huggingface_hub.utils import validate_repo_id
+
+    try:
+        validate_repo_id(repo_id)
+    except HFValidationError as e:
+        raise ValueError(f"{what} {repo_id!r} is not a Hub repo id: {str(e).split(':')[0]}") from None
 
 
 class Recipe(_Strict):
@@ -278,7 +314,7 @@ class Recipe(_Strict):
 
         p = Path(path)
         try:
-            data = yaml.safe_load(p.read_text()) or {}
+            data = yaml.load(p.read_text(), Loader=_unique_key_loader()) or {}
         except FileNotFoundError:
             raise RecipeError(f"recipe {p} does not exist") from None
         except yaml.YAMLError as e:
@@ -290,7 +326,8 @@ class Recipe(_Strict):
         try:
             return cls.model_validate(data)
         except ValidationError as e:
-            raise RecipeError(f"{where}: {_first_error(e)}") from None
+            text = _first_error(e)
+            raise RecipeError(text if text.startswith("--") else f"{where}: {text}") from None
 
     def override(self, **flags) -> "Recipe":
         """A copy with 'section.key' (or top-level) values replaced; None values are ignored."""
@@ -324,15 +361,36 @@ class Recipe(_Strict):
         return yaml.safe_dump(self.model_dump(mode="json"), sort_keys=False)
 
 
+def _unique_key_loader():
+    import yaml
+
+    class UniqueKeyLoader(yaml.SafeLoader):
+        """safe_load that refuses a key given twice in one mapping (YAML would keep the last one silently)."""
+
+        def construct_mapping(self, node, deep=False):
+            seen = {}
+            for key_node, _ in node.value:
+                key = self.construct_object(key_node, deep=deep)
+                if key in seen:
+                    raise yaml.YAMLError(f"key {key!r} is given twice (lines {seen[key]} and "
+                                         f"{key_node.start_mark.line + 1}); keep one")
+                seen[key] = key_node.start_mark.line + 1
+            return super().construct_mapping(node, deep=deep)
+
+    return UniqueKeyLoader
+
+
 def _first_error(e: ValidationError) -> str:
     err = e.errors()[0]
     loc = ".".join(str(x) for x in err["loc"]) or "recipe"
     if err["type"] == "extra_forbidden":
         return f"unknown key {loc!r}; check its spelling against configs/README.md"
-    return f"{loc}: {error_text(err)}"
+    text = error_text(err)
+    return text if text.startswith("--") else f"{loc}: {text}"
 
 
 _MESSAGES = {"greater_than_equal": "must be at least {ge}", "greater_than": "must be above {gt}",
+             "finite_number": "must be a finite number",
              "less_than_equal": "must be at most {le}", "less_than": "must be below {lt}",
              "literal_error": "must be {expected}"}
 

@@ -16,7 +16,7 @@ from pathlib import Path
 from .errors import OutputExistsError, RecipeError, UnsafeOutputError
 from .settings import RECOVERY_METHODS as _METHODS
 from .settings import Recipe
-from .workdir import check_not_input, write_json, write_text
+from .workdir import LOCK_FILE, check_not_input, work_dir_lock, write_json, write_text
 
 SWEEP_FILE = "sweep.json"
 RESULTS_JSON = "results.json"
@@ -140,6 +140,16 @@ def run_sweep(base: Recipe, source: str, size, metrics, methods, work_dir: str |
     metric_list = parse_list(metrics, "--metrics")
     check_remove(source, size, metric_list, token)
     work = Path(work_dir)
+    _check_sweep_dir(work, source, size, resume, overwrite)  # reads only: the lock writes into the folder
+    with work_dir_lock(work, "sweep dir"):
+        return _run(work, source, size, recipes, resume, overwrite, token, progress, trust_remote_code, echo,
+                    eval_cache, score_cache)
+
+
+def _run(work, source, size, recipes, resume, overwrite, token, progress, trust_remote_code, echo, eval_cache,
+         score_cache) -> SweepResult:
+    from .pipeline import Pipeline
+
     _prepare(work, source, size, recipes, resume, overwrite)
     result = SweepResult(work)
     for k, (name, recipe) in enumerate(recipes.items(), start=1):
@@ -157,13 +167,14 @@ def run_sweep(base: Recipe, source: str, size, metrics, methods, work_dir: str |
     return result
 
 
-def _prepare(work: Path, source: str, size: Size, recipes: dict, resume: bool, overwrite: bool) -> None:
+def _check_sweep_dir(work: Path, source: str, size: Size, resume: bool, overwrite: bool) -> None:
+    """Refuse a sweep dir that is an input, someone else's folder, another sweep, or full without --resume or
+    --overwrite; changes nothing."""
     local = Path(source).expanduser()
     if local.is_dir():
         check_not_input(work, {"source": local}, "sweep dir")
-    record = {"format": "hfprune-sweep", "version": 1, "source": source, **size.to_dict(), "entries": list(recipes)}
     existing = work / SWEEP_FILE
-    if work.exists() and any(work.iterdir()):
+    if work.is_dir() and any(p.name != LOCK_FILE for p in work.iterdir()):
         if not existing.is_file() and not (work / SWEEP_MARKER).is_file():
             raise UnsafeOutputError(f"{work} is not an hfprune sweep dir; choose another --work-dir")
         if resume:
@@ -173,14 +184,21 @@ def _prepare(work: Path, source: str, size: Size, recipes: dict, resume: bool, o
                 what = theirs.tag() if theirs else "?"
                 raise RecipeError(f"--resume: {work} is a sweep of {old.get('source')} ({what}), not of {source} "
                                   f"({size.tag()}); use another --work-dir")
-        elif overwrite:
-            import shutil
-
-            for p in work.iterdir():
-                shutil.rmtree(p) if p.is_dir() and not p.is_symlink() else p.unlink()
-        else:
+        elif not overwrite:
             raise OutputExistsError(f"sweep dir {work} is not empty; pass --resume to continue it or --overwrite "
                                     "to start over")
+
+
+def _prepare(work: Path, source: str, size: Size, recipes: dict, resume: bool, overwrite: bool) -> None:
+    _check_sweep_dir(work, source, size, resume, overwrite)
+    record = {"format": "hfprune-sweep", "version": 1, "source": source, **size.to_dict(), "entries": list(recipes)}
+    existing = work / SWEEP_FILE
+    if overwrite and not resume and work.is_dir():
+        import shutil
+
+        for p in work.iterdir():
+            if p.name != LOCK_FILE:
+                shutil.rmtree(p) if p.is_dir() and not p.is_symlink() else p.unlink()
     work.mkdir(parents=True, exist_ok=True)
     (work / SWEEP_MARKER).write_text("work dir of hfprune sweep: --overwrite may clear it\n")
     if resume and existing.is_file():

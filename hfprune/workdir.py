@@ -215,3 +215,32 @@ def describe_os_error(e: OSError) -> str:
             errno.EACCES: "check the permissions or choose another path",
             errno.EPERM: "check the permissions or choose another path"}.get(e.errno, "check the path")
     return f"{e.strerror or e}{where}; {hint}; nothing half-written was left at the destination"
+
+
+LOCK_FILE = ".hfprune-lock"  # held (flock) by the run that owns a work dir; the kernel releases it if it dies
+
+
+@contextlib.contextmanager
+def work_dir_lock(folder: str | Path, what: str = "work dir"):
+    """Hold `folder` for this run: a second run on the same folder is refused in one line while this one lives.
+    The lock is an flock on a file inside the folder, so a crashed or killed run never leaves it stuck."""
+    import fcntl
+
+    folder = Path(folder)
+    folder.mkdir(parents=True, exist_ok=True)
+    path = folder / LOCK_FILE
+    fd = os.open(path, os.O_RDWR | os.O_CREAT, 0o644)
+    try:
+        fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
+    except BlockingIOError:
+        holder = os.pread(fd, 32, 0).decode(errors="replace").strip() or "?"
+        os.close(fd)
+        raise OutputExistsError(f"{what} {folder} is in use by another hfprune run (pid {holder}); wait for it to "
+                                "finish, or choose another --work-dir") from None
+    try:
+        os.ftruncate(fd, 0)
+        os.pwrite(fd, str(os.getpid()).encode(), 0)
+        yield
+    finally:
+        fcntl.flock(fd, fcntl.LOCK_UN)
+        os.close(fd)

@@ -95,7 +95,8 @@ def test_dolly_rows_use_context_as_input(tmp_path):
     path = tmp_path / "dolly.json"
     path.write_text(json.dumps([{"instruction": "Summarise.", "context": "Long text.", "response": "Short.",
                                  "category": "summarization"}]))
-    [ex] = load_examples(str(path))
+    [ex], skipped = load_examples(str(path))
+    assert skipped == 0
     assert ex == Example("Summarise.", "Long text.", "Short.")
 
 
@@ -271,8 +272,9 @@ def test_recovering_a_skip_map_checkpoint_keeps_its_shipped_code(tmp_path, alpac
 
 
 def test_a_run_that_heals_nothing_is_flagged(pruned_model, alpaca_file, tmp_path):
-    """lr 0: the loss cannot go down; the result says so instead of claiming a healed model."""
-    result = recover(pruned_model, tmp_path / "out", fast(dataset=str(alpaca_file), lr=0.0, max_steps=4,
+    """lr 1e-12 (0 itself is refused): the loss cannot go down; the result says so instead of claiming a healed
+    model."""
+    result = recover(pruned_model, tmp_path / "out", fast(dataset=str(alpaca_file), lr=1e-12, max_steps=4,
                                                           batch_size=4, micro_batch_size=4))
     assert any("did not go down" in w for w in result.warnings), result.warnings
     record = json.loads((tmp_path / "out" / "hfprune.json").read_text())

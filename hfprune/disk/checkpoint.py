@@ -32,7 +32,27 @@ def read_config(folder: Path) -> dict:
         raise CheckpointError(f"{path} is nested too deeply to be a model config") from None
     if not isinstance(config, dict):
         raise CheckpointError(f"{path} does not hold a JSON object")
+    _check_dtypes(config, path)
     return config
+
+
+# dtypes transformers can load weights in (config.json's dtype / torch_dtype); anything else is a broken config
+TORCH_DTYPES = ("float32", "float16", "bfloat16", "float64", "float8_e4m3fn", "float8_e5m2", "int8", "uint8",
+                "auto")
+
+
+def _check_dtypes(config: dict, path: Path) -> None:
+    """A dtype that torch does not know fails in one line here, not as a traceback inside torch later."""
+    nested = [v for v in config.values() if isinstance(v, dict)]
+    for section in [config] + nested:
+        for key in ("dtype", "torch_dtype"):
+            value = section.get(key)
+            if value is None:
+                continue
+            name = value.removeprefix("torch.") if isinstance(value, str) else value
+            if name not in TORCH_DTYPES:
+                raise CheckpointError(f"{path}: {key} {value!r} is not a torch dtype; set it to one of float32, "
+                                      "bfloat16, float16 (the dtype the weights are stored in)")
 
 
 def decoder_config(config: dict, arch: Architecture) -> dict:
@@ -188,7 +208,7 @@ def _open_weights(folder: Path) -> tuple[list[SafetensorsFile], dict | None]:
                     raise CheckpointError(f"{index_path.name} does not list {p.name}; the index is incomplete (its "
                                           "tensors would be lost)")
         files = [read_header(folder / s) for s in shard_names]
-        actual = {t: f.path.name for f in files for t in f.tensors}
+        actual = _tensor_homes(files)
         for tensor, shard in weight_map.items():
             if actual.get(tensor) != shard:
                 raise CheckpointError(f"{index_path.name} places {tensor} in {shard} but that shard does not hold it")
@@ -209,6 +229,19 @@ def _open_weights(folder: Path) -> tuple[list[SafetensorsFile], dict | None]:
             "Pass --allow-pickle to convert them to safetensors, or use a safetensors revision"
         )
     raise CheckpointError(f"{folder} has no model weights (no *.safetensors)")
+
+
+def _tensor_homes(files: list[SafetensorsFile]) -> dict[str, str]:
+    """Tensor name -> the shard holding it; a name stored in two shards is refused (whichever copy the index
+    names, the other would be copied too, or loaded instead)."""
+    homes: dict[str, str] = {}
+    for f in files:
+        for name in f.tensors:
+            if name in homes:
+                raise CheckpointError(f"tensor {name} is stored in both {homes[name]} and {f.path.name}; a "
+                                      "checkpoint holds each tensor once: remove one copy (and fix the index)")
+            homes[name] = f.path.name
+    return homes
 
 
 AUX_PATTERNS = ("generation_config.json", "tokenizer*", "special_tokens_map.json", "added_tokens.json",

@@ -153,6 +153,10 @@ def load_model(folder: str | Path, trust_remote_code: bool = False, **kwargs):
     from transformers.utils import logging as hf_logging
 
     hf_logging.disable_progress_bar()  # a local load takes seconds; its bar would break one-line errors
+    if Path(folder).is_dir():
+        from .checkpoint import read_config
+
+        read_config(Path(folder))  # a broken config (unknown dtype, not JSON) is one line, not a torch traceback
     try:
         return AutoModelForCausalLM.from_pretrained(folder, trust_remote_code=model_trust(folder, trust_remote_code),
                                                     **kwargs)

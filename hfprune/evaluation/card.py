@@ -503,7 +503,9 @@ def _scores_table(scores: dict) -> str:
 
 def _eval_note(ev: dict) -> str:
     s = ev["dense"]["settings"]
-    limit = f", at most {s['limit']} examples per task" if s.get("limit") else ""
+    limit = s.get("limit")
+    limit = ("" if not limit else f", {100 * limit:g}% of each task's examples" if limit < 1
+             else f", at most {limit} examples per task")
     precision = (f", {s['dtype']} weights ({s.get('dtype_reason', '')}) on {s.get('device', 'cpu')}, windows of at most "
                  f"{s['max_length']} tokens" if s.get("dtype") else f", batch size {s['batch_size']}")
     return (f"lm-evaluation-harness {s.get('lm_eval_version')}, zero-shot{limit}{precision}; the dense and pruned "

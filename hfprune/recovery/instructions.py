@@ -6,7 +6,7 @@ from __future__ import annotations
 from dataclasses import dataclass
 from pathlib import Path
 
-from ..datasets_io import check_local_data, load_dataset
+from ..datasets_io import check_local_data, load_dataset, read_json_rows, string_field
 from ..errors import DataError
 
 DATASETS = {
@@ -44,31 +44,34 @@ def resolve_dataset(name: str) -> tuple[str, int]:
     return name, 1024 if "dolly" in name.lower() else 256
 
 
-def load_examples(dataset: str) -> list[Example]:
-    """Rows of an Alpaca- or Dolly-shaped dataset as Examples; missing columns are named in the error."""
+def load_examples(dataset: str) -> tuple[list[Example], int]:
+    """(rows of an Alpaca- or Dolly-shaped dataset as Examples, how many rows were skipped because their
+    instruction or response is empty). A row missing a column of its shape, or holding a non-string there, is
+    refused with its line; the file's shape is read from its first row."""
     source, _ = resolve_dataset(dataset)
     check_local_data(source, "--dataset")
     path = Path(source).expanduser()
     if path.exists():
         if path.suffix not in (".json", ".jsonl"):
             raise DataError(f"{source}: instruction data must be a .json or .jsonl file (Alpaca or Dolly columns)")
-        if not path.read_bytes().strip():
-            raise DataError(f"dataset {source} is empty")
-        ds = load_dataset("json", data_files=str(path), split="train")
+        rows = read_json_rows(path, "--dataset")
     else:
         ds = load_dataset(source, split="train")
-    columns = set(ds.column_names)
-    for ins, ctx, out in SHAPES.values():
-        if {ins, out} <= columns:
-            rows = [Example(str(r[ins] or ""), str(r.get(ctx) or ""), str(r[out] or "")) for r in ds]
-            rows = [r for r in rows if r.instruction.strip() and r.output.strip()]
-            if not rows:
-                raise DataError(f"dataset {source} has no usable rows (every instruction or response is empty)")
-            return rows
-    raise DataError(
-        f"dataset {source} needs columns instruction + output (Alpaca, optional input) or instruction + response "
-        f"(Dolly, optional context); it has {sorted(columns)}"
-    )
+        rows = [(f"{source} row {i + 1}", r) for i, r in enumerate(ds)]
+    columns = set(rows[0][1]) if rows else set()
+    shape = next(((ins, ctx, out) for ins, ctx, out in SHAPES.values() if {ins, out} <= columns), None)
+    if shape is None:
+        raise DataError(
+            f"dataset {source} needs columns instruction + output (Alpaca, optional input) or instruction + response "
+            f"(Dolly, optional context); its first row has {sorted(columns)}"
+        )
+    ins, ctx, out = shape
+    examples = [Example(string_field(r, ins, where, "--dataset"), string_field(r, ctx, where, "--dataset", False),
+                        string_field(r, out, where, "--dataset")) for where, r in rows]
+    usable = [e for e in examples if e.instruction.strip() and e.output.strip()]
+    if not usable:
+        raise DataError(f"dataset {source} has no usable rows (every instruction or response is empty)")
+    return usable, len(examples) - len(usable)
 
 
 def alpaca_prompt(ex: Example) -> str:

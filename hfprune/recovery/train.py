@@ -117,7 +117,7 @@ def recover(model_path: str | Path, output: str | Path, options: RecoverOptions,
     tokenizer = load_tokenizer(model_path, options.trust_remote_code)
     if tokenizer.pad_token_id is None:
         tokenizer.pad_token = tokenizer.eos_token
-    examples = load_examples(options.dataset)
+    examples, skipped = load_examples(options.dataset)
     if options.max_samples:
         examples = examples[: options.max_samples]
     max_length = options.max_length or resolve_dataset(options.dataset)[1]
@@ -152,6 +152,8 @@ def recover(model_path: str | Path, output: str | Path, options: RecoverOptions,
             p.data = p.data.float()
 
     steps, warmup, warnings = schedule(options, len(rows))
+    if skipped:
+        warnings.append(f"{skipped} rows of {options.dataset} were skipped: their instruction or response is empty")
     prefix, prefix_note = _prefix_cache(model, options, config, train_layers, rows, world_size, ckpt_dir)
     tracker, resumed_from = _train(model, tokenizer, rows, options, warmup, ckpt_dir, resume, progress,
                                    _stop_after_steps, kd, prefix)

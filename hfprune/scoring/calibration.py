@@ -7,7 +7,7 @@ import random
 from dataclasses import dataclass
 from pathlib import Path
 
-from ..datasets_io import check_local_data, load_dataset
+from ..datasets_io import check_local_data, load_dataset, read_json_rows, string_field
 from ..errors import DataError
 
 WIKITEXT2 = "wikitext:wikitext-2-raw-v1"
@@ -31,7 +31,9 @@ class Calibration:
 
 
 def load_texts(data: str, split: str | None = None) -> tuple[list[str], str]:
-    """Texts from a .txt/.json/.jsonl file or a Hub dataset id ('name' or 'name:config'); also a content hash."""
+    """Texts from a .txt/.json/.jsonl file or a Hub dataset id ('name' or 'name:config'); also a content hash.
+    JSON rows are checked one by one: a malformed line, a missing text field or a non-string value is refused
+    naming the line."""
     check_local_data(data)
     path = Path(data).expanduser()
     if path.exists():
@@ -40,32 +42,37 @@ def load_texts(data: str, split: str | None = None) -> tuple[list[str], str]:
         if not path.read_bytes().strip():
             raise DataError(f"data file {data} is empty")
         if path.suffix in (".json", ".jsonl"):
-            ds = load_dataset("json", data_files=str(path), split="train")
+            texts = rows_to_texts(read_json_rows(path), data)
         else:
             ds = load_dataset("text", data_files=str(path), split="train")
+            texts = [t for t in ds["text"] if t.strip()]
     else:
         name, _, config = data.partition(":")
         ds = load_dataset(name, config or None, split=split or "test" if name == "wikitext" else split or "train")
-    texts = rows_to_texts(ds, data)
+        texts = rows_to_texts([(f"{data} row {i + 1}", r) for i, r in enumerate(ds)], data)
     digest = hashlib.sha256("\n\n".join(texts).encode()).hexdigest()
     return texts, digest
 
 
-def rows_to_texts(ds, what: str) -> list[str]:
-    """One text per row: a text column, or instruction-style rows flattened."""
-    columns = set(ds.column_names)
+def rows_to_texts(rows: list[tuple[str, dict]], what: str) -> list[str]:
+    """One text per (where, row): the text column (named by the first row), or instruction-style rows flattened.
+    Empty texts are dropped (they hold no tokens); a row without the field, or with a non-string, is refused."""
+    columns = set(rows[0][1]) if rows else set()
     col = next((c for c in TEXT_COLUMNS if c in columns), None)
     if col is not None:
-        return [t for t in ds[col] if isinstance(t, str) and t.strip()]
+        texts = [string_field(r, col, where, "--data") for where, r in rows]
+        return [t for t in texts if t.strip()]
     if "instruction" in columns:
         out = []
-        for row in ds:
-            parts = [row.get("instruction"), row.get("input") or row.get("context"),
-                     row.get("output") or row.get("response")]
+        for where, row in rows:
+            ctx = "input" if "input" in row else "context"
+            ans = "output" if "output" in row or "response" not in row else "response"
+            parts = [string_field(row, "instruction", where, "--data"), string_field(row, ctx, where, "--data", False),
+                     string_field(row, ans, where, "--data")]
             out.append("\n".join(p for p in parts if p))
         return [t for t in out if t.strip()]
     raise DataError(f"{what} has no text column (looked for {', '.join(TEXT_COLUMNS)} or instruction/input/output); "
-                    f"its columns are {sorted(columns)}")
+                    f"its first row has {sorted(columns)}")
 
 
 def calibration_windows(texts: list[str], tokenizer, *, samples: int, seq_len: int, seed: int, source: str,
