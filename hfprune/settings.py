@@ -53,6 +53,9 @@ class ReplaceSettings(_Strict):
     replace_seq_len: int = Field(default=256, ge=2, description="tokens per fit window")
     replace_ridge: float = Field(default=1e-3, ge=0, allow_inf_nan=False,
                                  description="ridge, relative to the mean diagonal of M^T.M")
+    replace_objective: Literal["lstsq", "cosine"] = Field(
+        default="lstsq", description="lstsq: closed-form least squares; cosine: then refined (Adam, 300 steps on "
+                                     "16k tokens) to minimise the cosine distance to the original stream")
     replace_stream: Literal["auto", "on", "off"] = Field(
         default="auto", description="fit layer by layer from disk (same maps); auto: when the model does not fit "
                                     "in memory")

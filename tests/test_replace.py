@@ -193,3 +193,16 @@ def test_replace_without_calibration_data_is_one_line(source, tmp_path, capsys):
     err = capsys.readouterr().err.strip().splitlines()
     assert code == 2 and len(err) == 1 and "--replace-data" in err[0]
     assert not (tmp_path / "out").exists()
+
+
+def test_the_cosine_objective_lowers_the_cosine_distance_and_folds_the_same_way(source, calib, tmp_path):
+    from hfprune.api import prune
+
+    plain = prune(source, tmp_path / "ls", drop_layers=[2, 3], replace=_settings(calib), echo=lambda *_: None)
+    cos = prune(source, tmp_path / "cos", drop_layers=[2, 3], replace=_settings(calib, replace_objective="cosine"),
+                echo=lambda *_: None)
+    assert cos.replacement["objective"] == "cosine" and plain.replacement["objective"] == "least squares"
+    c = cos.replacement["blocks"][0]["cosine"]
+    assert c["distance"] < c["distance_lstsq"] and c["tokens"] == 8 * 32
+    assert "cosine" not in plain.replacement["blocks"][0]
+    _load(tmp_path / "cos")  # a stock checkpoint, every weight present

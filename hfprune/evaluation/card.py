@@ -456,7 +456,8 @@ def replacement_description(rec: dict | None) -> str:
     if rec.get("blocks"):
         d = rec.get("data") or {}
         lines.append(f"**Training-free replacement** (ReplaceMe): each removed block was replaced by a linear map "
-                     f"fitted in closed form ({rec.get('objective', 'least squares')}, ridge {rec.get('ridge')}) on "
+                     f"fitted ({'least squares in closed form' if rec.get('objective') == 'least squares' else 'least squares, then refined to minimise the cosine distance to the original stream'}, "
+                     f"ridge {rec.get('ridge')}) on "
                      f"{rec.get('tokens', 0):,} tokens ({d.get('samples')} windows of {d.get('seq_len')}) of "
                      f"`{dataset_label(d.get('source', ''))}` (seed {d.get('seed')}, sha256 `{d.get('sha256', '')[:12]}…`), "
                      "and folded into the layer before the block, so the checkpoint stays a stock one. The error "

@@ -53,11 +53,15 @@ def removed_blocks(plan) -> list[Block]:
     return blocks
 
 
+COSINE_TOKENS, COSINE_STEPS, COSINE_LR, COSINE_BATCH = 16384, 300, 1e-3, 2048
+
+
 class LinearFit:
     """Sums over calibration tokens for the least-squares map M.T ~ R (R = L - Y), in float64: memory is
-    hidden^2 whatever the number of tokens."""
+    hidden^2 whatever the number of tokens. With `keep_tokens`, the first that many tokens are also kept for the
+    cosine objective, which has no closed form."""
 
-    def __init__(self, hidden: int):
+    def __init__(self, hidden: int, keep_tokens: int = 0):
         import torch
 
         self.mm = torch.zeros(hidden, hidden, dtype=torch.float64)
@@ -65,18 +69,60 @@ class LinearFit:
         self.rr = 0.0  # ||R||^2
         self.ll = 0.0  # ||L||^2
         self.tokens = 0
+        self.keep_tokens = keep_tokens
+        self.kept: list = []  # (m, y, target) float32 chunks, at most keep_tokens rows in all
+        self.cosine: dict | None = None  # the cosine refinement's mean distances, when it ran
 
     def update(self, m, y, target) -> None:
         """Add tokens: m, y, target are [..., hidden] (any leading shape), masked tokens already removed."""
         import torch
 
         m = m.reshape(-1, m.shape[-1]).to(torch.float64).cpu()
-        r = (target.reshape(-1, target.shape[-1]).to(torch.float64) - y.reshape(-1, y.shape[-1]).to(torch.float64)).cpu()
+        y = y.reshape(-1, y.shape[-1]).to(torch.float64).cpu()
+        target = target.reshape(-1, target.shape[-1]).to(torch.float64).cpu()
+        r = target - y
         self.mm += m.T @ m
         self.mr += m.T @ r
         self.rr += float((r * r).sum())
-        self.ll += float((target.to(torch.float64) ** 2).sum())
+        self.ll += float((target ** 2).sum())
+        room = self.keep_tokens - sum(c[0].shape[0] for c in self.kept)
+        if room > 0:
+            self.kept.append(tuple(t[:room].float() for t in (m, y, target)))
         self.tokens += m.shape[0]
+
+    def fit(self, ridge: float, objective: str = "lstsq"):
+        """The map: least squares in closed form, then (objective cosine) refined by Adam to minimise the mean
+        cosine distance between the replaced stream Y + M.T and the dense L, which is what the next pre-norm
+        layer sees (ReplaceMe's cosine variant), on the kept tokens."""
+        t = self.solve(ridge)
+        return self.refine_cosine(t) if objective == "cosine" else t
+
+    def refine_cosine(self, t):
+        import torch
+
+        m, y, target = (torch.cat([c[i] for c in self.kept]) for i in range(3))
+
+        def distance(tt, rows=slice(None)):
+            return (1 - torch.nn.functional.cosine_similarity(y[rows] + m[rows] @ tt, target[rows], dim=-1)).mean()
+
+        g = torch.Generator().manual_seed(0)
+        tt = t.float().clone().requires_grad_(True)
+        optimizer = torch.optim.Adam([tt], lr=COSINE_LR)
+        schedule = torch.optim.lr_scheduler.CosineAnnealingLR(optimizer, COSINE_STEPS)
+        with torch.no_grad():
+            before = float(distance(tt))
+        with torch.enable_grad():  # the drivers run under no_grad
+            for _ in range(COSINE_STEPS):
+                rows = torch.randint(0, m.shape[0], (min(COSINE_BATCH, m.shape[0]),), generator=g)
+                optimizer.zero_grad()
+                distance(tt, rows).backward()
+                optimizer.step()
+                schedule.step()
+        with torch.no_grad():
+            after = float(distance(tt))
+        self.cosine = {"tokens": int(m.shape[0]), "steps": COSINE_STEPS, "distance_lstsq": round(before, 6),
+                       "distance": round(after, 6)}
+        return tt.detach().to(torch.float64)
 
     def solve(self, ridge: float):
         """T = (M^T.M + lambda.I)^-1 M^T.R with lambda = ridge x the mean diagonal of M^T.M."""
@@ -180,9 +226,16 @@ def _fold_embedding(weight, t):
     return (e + e @ t.to(torch.float64)).to(torch.float32)
 
 
+def _new_fit(hidden: int, objective: str) -> LinearFit:
+    return LinearFit(hidden, keep_tokens=COSINE_TOKENS if objective == "cosine" else 0)
+
+
 def _record(block: Block, fit: LinearFit, t, target_name: str) -> dict:
-    return {"layers": [block.first, block.end - 1], "fold_into": target_name,
-            "removal_error": round(fit.residual(None), 6), "fit_error": round(fit.residual(t), 6)}
+    record = {"layers": [block.first, block.end - 1], "fold_into": target_name,
+              "removal_error": round(fit.residual(None), 6), "fit_error": round(fit.residual(t), 6)}
+    if fit.cosine:
+        record["cosine"] = fit.cosine
+    return record
 
 
 def _parallel_hooks(layer, arch, store: dict):
@@ -192,7 +245,7 @@ def _parallel_hooks(layer, arch, store: dict):
 
 
 def fit_in_memory(stack, batches: list, plan, blocks: list[Block], targets: dict[int, str], ridge: float,
-                  embedding_name: str | None, bar=lambda it, **k: it) -> tuple[dict, FitReport]:
+                  embedding_name: str | None, bar=lambda it, **k: it, objective: str = "lstsq") -> tuple[dict, FitReport]:
     """Fit and fold every block on a model loaded in memory. One dense forward per batch gives every block's
     target L (and, for the first block, whose layers before it are untouched, its Y and M too); each later block
     runs the model as pruned and replaced so far up to its fold layer only. The model's weights are folded in
@@ -213,7 +266,7 @@ def fit_in_memory(stack, batches: list, plan, blocks: list[Block], targets: dict
                 sequential = block.target < 0 or (stack.arch.mlp_entry and not stack.arch.parallel)
                 if block.target < first_change and sequential:  # the stream up to the fold layer is the dense one
                     y, m = _split(stack, block.target, states, mids)
-                    fits.setdefault(block, LinearFit(y.shape[-1])).update(m, y, states[block.end])
+                    fits.setdefault(block, _new_fit(y.shape[-1], objective)).update(m, y, states[block.end])
                 else:
                     ends[block.end] = states[block.end].cpu()
             targets_l.append(ends)
@@ -224,9 +277,9 @@ def fit_in_memory(stack, batches: list, plan, blocks: list[Block], targets: dict
             if fit is None:
                 for ids, ends in zip(bar(batches, desc=f"fit {block.describe()}"), targets_l):
                     y, m = _activations_up_to(stack, ids, k, bypass)
-                    fit = fit or LinearFit(m.shape[-1])
+                    fit = fit or _new_fit(m.shape[-1], objective)
                     fit.update(m, y, ends[block.end])
-            t = fit.solve(ridge)
+            t = fit.fit(ridge, objective)
             report.maps[block] = t
             if k < 0:
                 emb = stack.model.get_input_embeddings()
@@ -315,7 +368,7 @@ def _check_linear(stack, ids, k, bypass, y0, m0, t, name) -> None:
 
 
 def fit_streamed(sm, batches: list, plan, blocks: list[Block], targets: dict[int, str], ridge: float,
-                 embedding_name: str | None, bar=lambda it, **k: it) -> tuple[dict, FitReport]:
+                 embedding_name: str | None, bar=lambda it, **k: it, objective: str = "lstsq") -> tuple[dict, FitReport]:
     """The same fit with the model on disk: one pass over the layers carrying the dense stream and the pruned
     (and replaced so far) stream; layer k's Y and M are kept until the dense stream reaches the block's end."""
     import torch
@@ -331,10 +384,10 @@ def fit_streamed(sm, batches: list, plan, blocks: list[Block], targets: dict[int
         pending[blocks[0].end] = [(h, h) for h in main]
 
     def close(block: Block) -> None:
-        fit = LinearFit(main[0].shape[-1])
+        fit = _new_fit(main[0].shape[-1], objective)
         for (y, m), target in zip(pending[block.end], dense):
             fit.update(m, y, target)
-        t = fit.solve(ridge)
+        t = fit.fit(ridge, objective)
         k = block.target
         for bi, (y, m) in enumerate(pending.pop(block.end)):
             main[bi] = (y.to(torch.float64) + m.to(torch.float64) @ t).to(y.dtype)
@@ -405,7 +458,9 @@ def fit_replacement(source_path, ckpt, plan, settings, *, trust_remote_code: boo
     blocks, targets, notes = fold_targets(ckpt, plan)
     data = settings.replace_data or getattr(settings, "data", None)
     seed = getattr(settings, "seed", 0)
-    record = {"method": "linear", "objective": "least squares", "ridge": settings.replace_ridge,
+    objective = getattr(settings, "replace_objective", "lstsq")
+    record = {"method": "linear", "objective": {"lstsq": "least squares", "cosine": "cosine"}[objective],
+              "ridge": settings.replace_ridge,
               "not_replaced": notes, "blocks": []}
     if not blocks:
         record["warning"] = "nothing was replaced: " + ("; ".join(notes) or "the plan removes no whole layer")
@@ -429,7 +484,8 @@ def fit_replacement(source_path, ckpt, plan, settings, *, trust_remote_code: boo
                                  seed=seed, texts=texts)
         sm = StreamedModel(source_path, ckpt, "float32", trust_remote_code, _stream_device(), needs_logits=False)
         batches = sm.prepare(list(calib.input_ids.split(options.batch_size)))
-        folds, report = fit_streamed(sm, batches, plan, blocks, targets, settings.replace_ridge, embedding_name, bar)
+        folds, report = fit_streamed(sm, batches, plan, blocks, targets, settings.replace_ridge, embedding_name, bar,
+                                     objective)
     else:
         from .forward import LayerStack
 
@@ -439,7 +495,7 @@ def fit_replacement(source_path, ckpt, plan, settings, *, trust_remote_code: boo
         device = next(model.parameters()).device
         batches = list(calib.input_ids.to(device).split(options.batch_size))
         folds, report = fit_in_memory(LayerStack(model, ckpt.arch), batches, plan, blocks, targets,
-                                      settings.replace_ridge, embedding_name, bar)
+                                      settings.replace_ridge, embedding_name, bar, objective)
     record.update(report.to_dict())
     record["not_replaced"] = notes
     record["data"] = calib.describe()
