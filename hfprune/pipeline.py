@@ -382,7 +382,7 @@ class Pipeline:
         replacement = (_read_json(self.work / "pruned" / "hfprune.json") or {}).get("replacement")
         if replacement:  # the fit's own settings and results, not where its data file lives
             data = {k: v for k, v in (replacement.get("data") or {}).items() if k != "source"}  # content, not path
-            replacement = {**{k: replacement.get(k) for k in ("method", "objective", "ridge", "blocks")}, "data": data}
+            replacement = {**{k: replacement.get(k) for k in ("method", "objective", "weighting", "ridge", "blocks")}, "data": data}
         return {"source": src.identity(),
                 "plan": {k: plan.get(k) for k in ("num_layers", "drop_layers", "skip_attention", "skip_mlp")},
                 "replacement": replacement}

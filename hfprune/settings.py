@@ -53,6 +53,9 @@ class ReplaceSettings(_Strict):
     replace_seq_len: int = Field(default=256, ge=2, description="tokens per fit window")
     replace_ridge: float = Field(default=1e-3, ge=0, allow_inf_nan=False,
                                  description="ridge, relative to the mean diagonal of M^T.M")
+    replace_weighting: Literal["token", "none"] = Field(
+        default="token", description="token: each token's error relative to its own size (attention-sink tokens "
+                                     "with 100x norms would otherwise own the fit); none: plain least squares")
     replace_objective: Literal["lstsq", "cosine"] = Field(
         default="lstsq", description="lstsq: closed-form least squares; cosine: then refined (Adam, 300 steps on "
                                      "16k tokens) to minimise the cosine distance to the original stream")
@@ -143,6 +146,10 @@ class RecoverOptions(_Strict):
         default="dataset", description="train on the dataset's answers or on the teacher's own greedy answers to "
                                        "the same instructions (self-data distillation; generated once, cached)")
     answer_max_tokens: int = Field(default=256, ge=1, description="with answers teacher: longest generated answer")
+    precision: Literal["auto", "bf16", "fp32"] = Field(
+        default="auto", description="auto: bf16 mixed precision on a GPU, fp32 on a CPU; bf16 on a CPU with AMX or "
+                                    "AVX512-BF16 trains several times faster (frozen weights bf16, trained ones "
+                                    "fp32 masters, matmuls autocast to bf16)")
     prefix_cache_gib: float = Field(default=4.0, ge=0, description="partial, more than one epoch: keep the frozen "
                                                                  "layers' output per example (up to this many GiB) "
                                                                  "and replay it in later epochs instead of "

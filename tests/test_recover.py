@@ -302,3 +302,18 @@ def test_frozen_prefix_is_replayed_in_later_epochs_with_the_same_result(pruned_m
     c = tensors(tmp_path / "disk")
     assert all(torch.equal(a[k], c[k]) for k in a)  # the file holds exactly what memory held
     assert not (tmp_path / "disk.checkpoints").exists()  # the file went with the training checkpoints
+
+
+def test_bf16_mixed_precision_on_a_cpu_trains_the_same_parameters(pruned_model, alpaca_file, tmp_path):
+    """--precision bf16 on a CPU: frozen weights stay bf16-exact, the trained ones move, the loss goes down and the
+    run records the precision; the checkpoint keeps the source's dtype and loads with every weight present."""
+    from safetensors.torch import load_file
+
+    result = recover(pruned_model, tmp_path / "out", fast(dataset=str(alpaca_file), precision="bf16"))
+    assert result.run["precision"] == "bf16 mixed"
+    before, after = load_file(pruned_model / "model.safetensors"), load_file(tmp_path / "out" / "model.safetensors")
+    moved = [k for k in before if not torch.equal(before[k].float(), after[k].float())]
+    trained = tuple(f"model.layers.{i}." for i in result.train_layers) + ("lm_head", "model.norm")
+    assert moved and all(k.startswith(trained) for k in moved), moved
+    assert {after[k].dtype for k in after} == {before[k].dtype for k in before}
+    assert result.losses[-1] < result.losses[0]

@@ -29,6 +29,9 @@ def main() -> int:
     ap.add_argument("--samples", type=int, default=64)
     ap.add_argument("--seq-len", type=int, default=256)
     ap.add_argument("--ridge", type=float, default=1e-3)
+    ap.add_argument("--weighting", default="token")
+    ap.add_argument("--objective", default="lstsq")
+    ap.add_argument("--tag", default="", help="appended to entry names")
     ap.add_argument("--tasks", default="real_mmlu,real_ppl_wiki")
     ap.add_argument("--limit", type=float, default=5)
     ap.add_argument("--dense", action="store_true", help="evaluate the dense model too")
@@ -63,11 +66,12 @@ def main() -> int:
         for replace in args.replace.split(","):
             with tempfile.TemporaryDirectory(dir=Path(args.out).resolve().parent) as tmp:
                 settings = PruneSection(replace=replace, replace_data=args.calib, replace_samples=args.samples,
-                                        replace_seq_len=args.seq_len, replace_ridge=args.ridge)
+                                        replace_seq_len=args.seq_len, replace_ridge=args.ridge,
+                                        replace_weighting=args.weighting, replace_objective=args.objective)
                 start = time.perf_counter()
                 result = prune(args.model, Path(tmp) / "m", plan=plan, replace=settings)
                 fit_s = round(time.perf_counter() - start, 1)
-                evaluate(Path(tmp) / "m", f"{metric}{n}-{replace}",
+                evaluate(Path(tmp) / "m", f"{metric}{n}-{replace}{args.tag}",
                          {"plan": plan.to_dict(), "replacement": result.replacement, "prune_s": fit_s})
     return 0
 

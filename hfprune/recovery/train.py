@@ -113,7 +113,8 @@ def recover(model_path: str | Path, output: str | Path, options: RecoverOptions,
         from .. import cache_root
 
         cache_dir = cache_root() / "distill"
-    train_dtype = torch.bfloat16 if torch.cuda.is_available() else torch.float32
+    bf16, precision_note = _mixed_precision(options)
+    train_dtype = torch.bfloat16 if bf16 else torch.float32
     tokenizer = load_tokenizer(model_path, options.trust_remote_code)
     if tokenizer.pad_token_id is None:
         tokenizer.pad_token = tokenizer.eos_token
@@ -138,7 +139,11 @@ def recover(model_path: str | Path, output: str | Path, options: RecoverOptions,
     kd = None
     if is_distillation(options.method):  # before the student loads: stored logits never share memory with it
         kd = _teacher_signal(teacher, rows, options, cache_dir, train_dtype, progress, echo)
-    model, tied = _load_for_training(model_path, options, config)
+    # frozen weights are loaded in the checkpoint's own dtype (bf16 mode: bf16 for a bf16 checkpoint), never
+    # rounded: a float32 checkpoint trained in bf16 mode keeps float32 weights and autocasts its matmuls
+    stored = str(config.get("dtype") or config.get("torch_dtype") or "float32")
+    load_dtype = getattr(torch, stored) if bf16 and stored in ("bfloat16", "float16") else torch.float32
+    model, tied = _load_for_training(model_path, options, config, load_dtype)
     total = sum(p.numel() for p in model.parameters())
     if method == "partial":
         tied = _setup_partial(model, train_layers, options.tied_embeddings, config)
@@ -152,11 +157,13 @@ def recover(model_path: str | Path, output: str | Path, options: RecoverOptions,
             p.data = p.data.float()
 
     steps, warmup, warnings = schedule(options, len(rows))
+    if precision_note:
+        warnings.append(precision_note)
     if skipped:
         warnings.append(f"{skipped} rows of {options.dataset} were skipped: their instruction or response is empty")
     prefix, prefix_note = _prefix_cache(model, options, config, train_layers, rows, world_size, ckpt_dir)
     tracker, resumed_from = _train(model, tokenizer, rows, options, warmup, ckpt_dir, resume, progress,
-                                   _stop_after_steps, kd, prefix)
+                                   _stop_after_steps, kd, prefix, bf16)
     losses = tracker.losses
     if len(losses) >= 2:
         k = max(1, len(losses) // 10)  # per-step losses are noisy: compare the first and last tenth of the run
@@ -168,7 +175,7 @@ def recover(model_path: str | Path, output: str | Path, options: RecoverOptions,
            "examples": len(rows), "tokens": tracker.tokens, "first_loss": losses[0] if losses else None,
            "last_loss": losses[-1] if losses else None, "warnings": warnings,
            "processes": world_size, "rows_per_process": tracker.rows_per_process,
-           "distributed": tracker.distributed}
+           "distributed": tracker.distributed, "precision": "bf16 mixed" if bf16 else "fp32"}
     if torch.cuda.is_available():
         run["peak_cuda_bytes"] = torch.cuda.max_memory_allocated()
     if method == "partial":
@@ -266,7 +273,24 @@ def _require_qlora() -> None:
         raise RecoveryError("qlora needs bitsandbytes: pip install 'hfprune[qlora]'")
 
 
-def _load_for_training(model_path: Path, o: RecoverOptions, config: dict):
+def _mixed_precision(o: RecoverOptions) -> tuple[bool, str | None]:
+    """(train in bf16 mixed precision, a warning): auto is bf16 on a GPU only; bf16 asked for on a CPU that
+    emulates it trains slower than fp32, which is said."""
+    import torch
+
+    if torch.cuda.is_available():
+        return o.precision != "fp32", None
+    if o.precision != "bf16":
+        return False, None
+    from ..hardware import cpu_has_native_bf16
+
+    if cpu_has_native_bf16():
+        return True, None
+    return True, ("--precision bf16 on a CPU without native bfloat16 (AMX, AVX512-BF16): torch emulates it, which "
+                  "is slower than fp32")
+
+
+def _load_for_training(model_path: Path, o: RecoverOptions, config: dict, dtype=None):
     import torch
 
     kwargs = {}
@@ -277,7 +301,7 @@ def _load_for_training(model_path: Path, o: RecoverOptions, config: dict):
                                                            bnb_4bit_compute_dtype=torch.bfloat16)
         kwargs["device_map"] = {"": 0}
     else:
-        kwargs["dtype"] = torch.bfloat16 if torch.cuda.is_available() else torch.float32
+        kwargs["dtype"] = dtype or torch.float32
     # Device placement is left to Trainer, so FSDP/DeepSpeed launches get an unplaced model.
     model = load_model(model_path, o.trust_remote_code, **kwargs)
     tied = bool(config.get("tie_word_embeddings", False))
@@ -455,7 +479,7 @@ def _trainer_class(kd: _TeacherSignal | None, prefix=None, tracker: "_Tracker | 
 
 
 def _train(model, tokenizer, rows, o: RecoverOptions, warmup: int, ckpt_dir: Path, resume: bool, progress: bool,
-           stop_after: int | None, kd: _TeacherSignal | None = None, prefix=None):
+           stop_after: int | None, kd: _TeacherSignal | None = None, prefix=None, bf16: bool = False):
     import torch
     from transformers import TrainerCallback, TrainingArguments
 
@@ -499,7 +523,7 @@ def _train(model, tokenizer, rows, o: RecoverOptions, warmup: int, ckpt_dir: Pat
         learning_rate=o.lr, num_train_epochs=o.epochs, max_steps=o.max_steps, warmup_steps=warmup,
         optim="adamw_torch", lr_scheduler_type="linear", logging_steps=1, save_steps=o.save_steps,
         save_total_limit=2, seed=o.seed, data_seed=o.seed, report_to=[], disable_tqdm=not progress,
-        remove_unused_columns=False, bf16=torch.cuda.is_available(), dataloader_num_workers=0,
+        remove_unused_columns=False, bf16=bf16, dataloader_num_workers=0,
         dataloader_pin_memory=torch.cuda.is_available(),
         save_only_model=False,
         use_cpu=not torch.cuda.is_available(),  # several CPU processes: accelerate's MULTI_CPU (gloo)
