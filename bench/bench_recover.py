@@ -34,7 +34,7 @@ def main() -> None:
     ap.add_argument("--vocab", type=int, help="vocabulary (default: the tiny tokenizer's)")
     ap.add_argument("--methods", default="partial,lora",
                     help="comma list of partial, partial-nocache (frozen prefix recomputed every epoch), partial-disk "
-                         "(replayed from a memory-mapped file), lora, qlora")
+                         "(replayed from a memory-mapped file), partial-bf16, lora, lora-bf16, qlora")
     ap.add_argument("--epochs", type=float, help="run whole epochs over --examples rows instead of --steps")
     ap.add_argument("--examples", type=int, default=512)
     args = ap.parse_args()
@@ -71,7 +71,11 @@ def main() -> None:
                                        ["--method", "partial", "--last-k", "3", "--prefix-cache-gib", "0"]),
                    "partial-disk": ("partial, frozen prefix replayed from a memory-mapped file",
                                     ["--method", "partial", "--last-k", "3", "--prefix-cache-store", "disk"]),
+                   "partial-bf16": ("partial, bf16 mixed precision (--precision bf16)",
+                                    ["--method", "partial", "--last-k", "3", "--precision", "bf16"]),
                    "lora": ("lora (r=8, all linear projections)", ["--method", "lora", "--lora-r", "8"]),
+                   "lora-bf16": ("lora, bf16 mixed precision", ["--method", "lora", "--lora-r", "8",
+                                                                "--precision", "bf16"]),
                    "qlora": ("qlora (r=8, 4-bit NF4 base)", ["--method", "qlora", "--lora-r", "8"])}
         for key in args.methods.split(","):
             name, extra = methods[key]

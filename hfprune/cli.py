@@ -440,6 +440,7 @@ def _cmd_push(args) -> int:
         recipe = recipe.override(**{"prune.plan": PlanSection.from_plan(Plan.load(args.plan_file)).model_dump()})
     if not recipe.source:
         raise RecipeError("no SOURCE: give a Hub repo id or folder on the command line or source: in the recipe")
+    recipe = _size_only_default(recipe, args)
     work_dir = Path(args.work_dir) if args.work_dir else Path("hfprune-work") / name_stem(recipe)
     pipe = Pipeline(recipe, work_dir, resume=args.resume, overwrite=args.overwrite, token=args.token,
                     progress=not args.no_progress, trust_remote_code=args.trust_remote_code)
@@ -452,6 +453,24 @@ def _cmd_push(args) -> int:
     if result.repo_id and result.commit:
         print(f"pushed to https://huggingface.co/{result.repo_id} (commit {result.commit[:12]})")
     return 0
+
+
+def _size_only_default(recipe, args):
+    """`push SOURCE --target-params T` with no metric and no --replace: the recipe measured best without healing
+    (reverse-order with the linear map; calibration text: --data, else WikiText-2), said on stderr."""
+    from .settings import DEFAULT_SIZE_REPLACE
+
+    p = recipe.prune
+    if args.target_params is None or args.metric is not None or getattr(args, "prune_replace", None) is not None:
+        return recipe
+    if p.metric != "reverse-order" or p.replace != "none":
+        return recipe
+    data = p.replace_data or p.data
+    print(f"--target-params without --metric: reverse-order with --replace {DEFAULT_SIZE_REPLACE} (the best recipe "
+          f"without healing in bench/RESULTS.md) on {data or 'wikitext:wikitext-2-raw-v1'}; give --metric or "
+          "--replace none to choose otherwise", file=sys.stderr)
+    return recipe.override(**{"prune.replace": DEFAULT_SIZE_REPLACE,
+                              "prune.replace_data": data or "wikitext:wikitext-2-raw-v1"})
 
 
 def _push_from_sweep(args) -> int:

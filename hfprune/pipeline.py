@@ -355,7 +355,7 @@ class Pipeline:
         self.echo(f"  evaluating in {dtype} ({why})")
         kwargs = dict(limit=e.limit, batch_size=e.batch_size, include_path=e.include_path, dtype=dtype,
                       max_length=e.max_length, batch_memory_gib=e.batch_memory_gib,
-                      trust_remote_code=self.trust_remote_code)
+                      trust_remote_code=self.trust_remote_code, progress=self.progress)
         out = {"dense": cached_evaluation(src.identity(), src.path, e.tasks, self.eval_cache, **kwargs)}
         if out["dense"].get("cached"):
             self.echo("  dense baseline: reused from the cache")

@@ -188,6 +188,9 @@ class PlanSection(_Strict):
 
 
 EXPLICIT = ("drop_last", "drop_layers", "skip_attention", "skip_mlp", "plan")
+# What `push SOURCE --target-params T` does when it is told nothing else: the recipe that kept the most MMLU without
+# healing on real checkpoints (bench/RESULTS.md): the last layers, replaced by a fitted linear map.
+DEFAULT_SIZE_METRIC, DEFAULT_SIZE_REPLACE = "reverse-order", "linear"
 
 
 class PruneSection(CalibrationSettings, ReplaceSettings):
@@ -215,6 +218,8 @@ class PruneSection(CalibrationSettings, ReplaceSettings):
             raise ValueError("give a plan, explicit layers (drop_last/drop_layers/skip_*) or a metric; not two")
         if explicit and self.metric:
             raise ValueError("give explicit layers (drop_last/drop_layers/skip_*) or a metric, not both")
+        if self.target_params is not None and not self.metric and not explicit and self.plan is None:
+            object.__setattr__(self, "metric", DEFAULT_SIZE_METRIC)  # a size alone: the recipe measured best
         if self.metric and (self.remove is None) == (self.target_params is None):
             raise ValueError("a metric needs remove: N or target_params: T (one of them)")
         if (self.remove is not None or self.target_params is not None) and not self.metric:

@@ -109,3 +109,22 @@ def test_push_from_a_sweep_ships_the_pareto_picture_and_the_replacement_in_the_c
     assert "2 of 6 decoder layers removed and replaced by linear maps" in card.text
     assert "arXiv:2505.02819" in card.text
     assert str(tmp_path) not in card.text  # the calibration file by name, never its local path
+
+
+def test_a_size_alone_gets_the_recipe_measured_best(src, calib, tmp_path, capsys):
+    """push SOURCE --target-params T: reverse-order with the linear map (what bench/RESULTS.md measured best
+    without healing), said on stderr and recorded in the recipe."""
+    import yaml
+
+    assert main(["push", str(src), "--target-params", "0.8", "--data", calib, "--replace-samples", "4",
+                 "--replace-seq-len", "16", "--no-push", "--work-dir", str(tmp_path / "w"), "--no-progress",
+                 *TASKS]) == 0
+    assert "reverse-order with --replace linear" in capsys.readouterr().err
+    recipe = yaml.safe_load((tmp_path / "w" / "recipe.yaml").read_text())
+    assert recipe["prune"]["metric"] == "reverse-order" and recipe["prune"]["replace"] == "linear"
+    record = json.loads((tmp_path / "w" / "pruned" / "hfprune.json").read_text())
+    assert record["replacement"]["blocks"]
+    # --replace none keeps plain reverse-order
+    assert main(["push", str(src), "--target-params", "0.8", "--replace", "none", "--no-push", "--work-dir",
+                 str(tmp_path / "w2"), "--no-progress", *TASKS]) == 0
+    assert "replacement" not in json.loads((tmp_path / "w2" / "pruned" / "hfprune.json").read_text())

@@ -23,7 +23,8 @@ def main() -> int:
     data = real_root() / "data"
     ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     ap.add_argument("--model", required=True)
-    ap.add_argument("--plans", required=True, help="metric:N,... (N layers; finercut: sub-blocks)")
+    ap.add_argument("--plans", required=True, help="metric:N,... (N layers; finercut: sub-blocks) or layers:A-B "
+                                                  "(an explicit block, 0-based, inclusive), separated by spaces")
     ap.add_argument("--replace", default="none,linear")
     ap.add_argument("--calib", default=str(data / "calib_c4.jsonl"), help="scoring and fit calibration text")
     ap.add_argument("--samples", type=int, default=64)
@@ -59,10 +60,18 @@ def main() -> int:
 
     if args.dense:
         evaluate(Path(args.model), "dense", {})
-    for spec in args.plans.split(","):
+    from hfprune.plan import Plan, parse_layer_list
+    from hfprune.disk.checkpoint import Checkpoint
+
+    layers = Checkpoint.open(args.model).num_layers
+    for spec in args.plans.replace(",", " ").split():
         metric, n = spec.split(":")
-        plan = score(args.model, ScoreOptions(metric=metric, remove=int(n), data=args.calib, samples=32,
-                                              seq_len=256)).plan
+        if metric == "layers":
+            plan = Plan.build(layers, drop_layers=parse_layer_list(n, "layers", layers), metric="manual")
+            n = n.replace("-", "to")
+        else:
+            plan = score(args.model, ScoreOptions(metric=metric, remove=int(n), data=args.calib, samples=32,
+                                                  seq_len=256)).plan
         for replace in args.replace.split(","):
             with tempfile.TemporaryDirectory(dir=Path(args.out).resolve().parent) as tmp:
                 settings = PruneSection(replace=replace, replace_data=args.calib, replace_samples=args.samples,

@@ -78,7 +78,7 @@ def context_length(model, setting: int | None) -> int:
 def evaluate_model(model_path: str | Path, tasks: list[str], *, limit: int | float | None = None,
                    batch_size: int = 32, include_path: str | None = None, dtype: str = "auto",
                    max_length: int | None = None, batch_memory_gib: float | None = None,
-                   trust_remote_code: bool = False, log_samples: bool = False) -> dict:
+                   trust_remote_code: bool = False, log_samples: bool = False, progress: bool = True) -> dict:
     """Run lm-eval tasks on the checkpoint (in `dtype`: auto picks bfloat16 where the hardware computes it) and
     measure its size. `batch_size` caps the requests per forward; the memory budget may take fewer."""
     import lm_eval
@@ -106,7 +106,7 @@ def evaluate_model(model_path: str | Path, tasks: list[str], *, limit: int | flo
         # "fatal: not a git repository" outside a checkout; that hash says nothing about the model
         lm_eval.evaluator.get_git_commit_hash = lambda: None
         start = time.perf_counter()
-        with _task_data_errors(tasks):
+        with _task_data_errors(tasks), _quiet_bars(not progress):
             out = lm_eval.simple_evaluate(model=lm, tasks=list(tasks), limit=limit, task_manager=manager,
                                           log_samples=log_samples, bootstrap_iters=1000, verbosity="ERROR")
         seconds = time.perf_counter() - start
@@ -126,6 +126,24 @@ def evaluate_model(model_path: str | Path, tasks: list[str], *, limit: int | flo
     if log_samples:
         result["samples"] = out.get("samples")
     return result
+
+
+@contextlib.contextmanager
+def _quiet_bars(quiet: bool):
+    """lm-eval's own progress bars (tokenizing, requests) follow --no-progress: tqdm reads TQDM_DISABLE."""
+    import os
+
+    old = os.environ.get("TQDM_DISABLE")
+    if quiet:
+        os.environ["TQDM_DISABLE"] = "1"
+    try:
+        yield
+    finally:
+        if quiet:
+            if old is None:
+                os.environ.pop("TQDM_DISABLE", None)
+            else:
+                os.environ["TQDM_DISABLE"] = old
 
 
 def _task_manager(tasks: list[str], paths: list[str]):
@@ -242,7 +260,8 @@ def tasks_fingerprint(include_path: str | None) -> str | None:
 def cached_evaluation(identity: dict, model_path: Path, tasks: list[str], cache_dir: Path | None, **kwargs) -> dict:
     """evaluate_model, cached under a key of the model identity, every setting and the local tasks' content."""
     fingerprint = tasks_fingerprint(kwargs.get("include_path"))
-    key = hashlib.sha256(json.dumps({"id": identity, "tasks": tasks, **kwargs, "tasks_content": fingerprint,
+    keyed = {k: v for k, v in kwargs.items() if k != "progress"}  # how it is shown changes no number
+    key = hashlib.sha256(json.dumps({"id": identity, "tasks": tasks, **keyed, "tasks_content": fingerprint,
                                      "v": __version__}, sort_keys=True, default=str).encode()).hexdigest()[:24]
     path = cache_dir / f"{key}.json" if cache_dir else None
     if path is not None and path.is_file():

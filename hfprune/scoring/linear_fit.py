@@ -482,7 +482,7 @@ def fit_replacement(source_path, ckpt, plan, settings, *, trust_remote_code: boo
         return {}, record
     if data is None:
         raise PlanError("--replace linear needs calibration text: give --replace-data FILE (.txt/.json/.jsonl) or a "
-                        "Hub dataset id (or --data)")
+                        "Hub dataset id such as wikitext:wikitext-2-raw-v1 (or --data)")
     texts = load_texts(data)  # bad data fails before the model is loaded
     options = _score_options(settings, trust_remote_code)
     from .score import _load_model, _load_tokenizer, _should_stream
