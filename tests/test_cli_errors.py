@@ -9,22 +9,13 @@ import pytest
 
 from hfprune.cli import main
 
+from .helpers import one_line_error
+
 
 def run_cli(*args):
     proc = subprocess.run([sys.executable, "-m", "hfprune", *map(str, args)], capture_output=True, text=True,
                           timeout=300)
     return proc.returncode, proc.stdout, proc.stderr
-
-
-def assert_one_line_error(capsys, code, *needles):
-    out, err = capsys.readouterr()
-    assert code == 2
-    lines = [line for line in err.splitlines() if line.strip()]
-    assert len(lines) == 1, err
-    assert "Traceback" not in err
-    for needle in needles:
-        assert needle in lines[0], lines[0]
-    return lines[0]
 
 
 @pytest.mark.parametrize("args,needles", [
@@ -38,7 +29,7 @@ def assert_one_line_error(capsys, code, *needles):
 ])
 def test_bad_plans(args, needles, tiny_checkpoints, tmp_path, capsys):
     code = main(["prune", str(tiny_checkpoints("llama")), "-o", str(tmp_path / "out"), *args])
-    assert_one_line_error(capsys, code, *needles)
+    one_line_error(capsys, code, *needles)
     assert not (tmp_path / "out").exists()
     assert list(tmp_path.iterdir()) == []
 
@@ -48,11 +39,11 @@ def test_output_exists_needs_overwrite(tiny_checkpoints, tmp_path, capsys):
     out.mkdir()
     (out / "precious.txt").write_text("keep me")
     code = main(["prune", str(tiny_checkpoints("llama")), "-o", str(out), "--drop-last", "1"])
-    assert_one_line_error(capsys, code, "already exists", "--overwrite")
+    one_line_error(capsys, code, "already exists", "--overwrite")
     assert (out / "precious.txt").read_text() == "keep me"
     # --overwrite never deletes a folder hfprune did not write
     code = main(["prune", str(tiny_checkpoints("llama")), "-o", str(out), "--drop-last", "1", "--overwrite"])
-    assert_one_line_error(capsys, code, "not written by hfprune")
+    one_line_error(capsys, code, "not written by hfprune")
     assert (out / "precious.txt").read_text() == "keep me"
     # ... but replaces its own output
     hf_out = tmp_path / "hf-out"
@@ -70,7 +61,7 @@ def test_not_a_causal_lm(tmp_path, capsys):
     src.mkdir()
     T5Config(num_layers=2).save_pretrained(src)
     code = main(["prune", str(src), "-o", str(tmp_path / "out"), "--drop-last", "1"])
-    assert_one_line_error(capsys, code, "encoder-decoder")
+    one_line_error(capsys, code, "encoder-decoder")
 
 
 def test_unknown_model_type(tiny_checkpoints, tmp_path, capsys):
@@ -79,7 +70,7 @@ def test_unknown_model_type(tiny_checkpoints, tmp_path, capsys):
     c["model_type"], c["architectures"] = "bert", ["BertForMaskedLM"]
     (src / "config.json").write_text(json.dumps(c))
     code = main(["prune", str(src), "-o", str(tmp_path / "out"), "--drop-last", "1"])
-    assert_one_line_error(capsys, code, "'bert'", "no layer layout", "supported:")
+    one_line_error(capsys, code, "'bert'", "no layer layout", "supported:")
 
 
 def test_unknown_causal_lm_is_not_called_something_else(tiny_checkpoints, tmp_path, capsys):
@@ -97,7 +88,7 @@ def test_pickle_only_refused(tiny_checkpoints, tmp_path, capsys):
     (src / "model.safetensors").unlink()
     (src / "pytorch_model.bin").write_bytes(b"not really")
     code = main(["prune", str(src), "-o", str(tmp_path / "out"), "--drop-last", "1"])
-    assert_one_line_error(capsys, code, "pickle", "--allow-pickle")
+    one_line_error(capsys, code, "pickle", "--allow-pickle")
     assert not (tmp_path / "out").exists()
 
 
@@ -107,7 +98,7 @@ def test_unknown_per_layer_field_refused(tiny_checkpoints, tmp_path, capsys):
     c["attention_window_per_layer"] = [4, 8, 4, 8, 4, 8]
     (src / "config.json").write_text(json.dumps(c))
     code = main(["prune", str(src), "-o", str(tmp_path / "out"), "--drop-last", "1"])
-    assert_one_line_error(capsys, code, "attention_window_per_layer", "per-layer")
+    one_line_error(capsys, code, "attention_window_per_layer", "per-layer")
     assert not (tmp_path / "out").exists()
 
 
@@ -122,7 +113,7 @@ def test_corrupt_safetensors(damage, tiny_checkpoints, tmp_path, capsys):
         (n,) = struct.unpack("<Q", data[:8])
         path.write_bytes(data[:8] + b"{garbage" + data[16:])
     code = main(["prune", str(src), "-o", str(tmp_path / "out"), "--drop-last", "1"])
-    line = assert_one_line_error(capsys, code, "model.safetensors")
+    line = one_line_error(capsys, code, "model.safetensors")
     assert ("truncated" in line) or ("corrupt" in line)
     assert not (tmp_path / "out").exists()
 
@@ -132,12 +123,12 @@ def test_plan_for_another_model(tiny_checkpoints, tmp_path, capsys):
         {"format": "hfprune-plan", "version": 1, "num_layers": 32, "drop_layers": [31]}))
     code = main(["prune", str(tiny_checkpoints("llama")), "-o", str(tmp_path / "out"), "--plan",
                  str(tmp_path / "plan.json")])
-    assert_one_line_error(capsys, code, "32-layer", "6 layers")
+    one_line_error(capsys, code, "32-layer", "6 layers")
 
 
 def test_bad_source(tmp_path, capsys):
     code = main(["prune", "./no/such/folder", "-o", str(tmp_path / "out"), "--drop-last", "1"])
-    assert_one_line_error(capsys, code, "neither an existing folder nor a Hub repo id")
+    one_line_error(capsys, code, "neither an existing folder nor a Hub repo id")
 
 
 def test_dry_run_prints_plan_and_writes_nothing(tiny_checkpoints, tmp_path, capsys):

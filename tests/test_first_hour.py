@@ -12,14 +12,8 @@ import pytest
 
 from hfprune.cli import build_parser, main
 
+from .helpers import one_line_error
 from .hub_server import FakeHub
-
-
-def one_line_error(capsys, code, *needles):
-    err = capsys.readouterr().err.strip().splitlines()
-    assert code == 2 and len(err) == 1 and "Traceback" not in err[0], err
-    for n in needles:
-        assert n in err[0], (n, err[0])
 
 
 @pytest.fixture

@@ -16,16 +16,9 @@ import pytest
 from hfprune.cli import main
 from hfprune.disk.remote_code import AUTO_MAP, MODELING_FILE, is_own_modeling_code
 
+from .helpers import one_line_error
+
 TASKS = ["--tasks", "hfprune_demo_mc", "--limit", "2"]
-
-
-def one_line_error(capsys, code, *needles):
-    err = capsys.readouterr().err.strip().splitlines()
-    assert code == 2, err
-    assert len(err) == 1 and "Traceback" not in err[0], err
-    for n in needles:
-        assert n in err[0], (n, err[0])
-    return err[0]
 
 
 def snapshot(folder: Path) -> dict:
