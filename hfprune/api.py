@@ -127,7 +127,7 @@ def runtime_warnings(ckpt: Checkpoint, plan: Plan) -> list[str]:
 
 def _short_card(src: Source, plan: Plan, token: str | None) -> str:
     """README.md of a pruned folder: base_model lineage (kept on the Hub and by GGUF converters), no benchmarks."""
-    from .evaluation.card import prune_card
+    from .publish.card import prune_card
     from .hub import source_license
 
     ref = f"{src.repo_id}@{src.sha}" if src.repo_id else src.path.name

@@ -410,7 +410,7 @@ class Pipeline:
     def _write_final(self, staging: Path, src: Source, plan: Plan, evaluation: dict, repo_id: str) -> None:
         import yaml
 
-        from .evaluation.card import (
+        from .publish.card import (
             CardInputs,
             build_card,
             eval_results_files,

@@ -100,7 +100,7 @@ def test_outputs_are_ordinary_folders(src, tmp_path):
 
 
 def test_card_formats_and_wording():
-    from hfprune.evaluation.card import format_delta, layer_map_svg, publishable_recipe
+    from hfprune.publish.card import format_delta, layer_map_svg, publishable_recipe
     from hfprune.plan import Plan
 
     assert format_delta("acc", 0.5, 0.4312) == "-6.88 pt"

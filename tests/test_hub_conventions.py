@@ -4,7 +4,7 @@ import yaml
 from huggingface_hub import ModelCard
 
 from hfprune.api import prune
-from hfprune.evaluation.card import _task_dataset, required_notices
+from hfprune.publish.card import _task_dataset, required_notices
 from hfprune.hub import Source, source_license
 from hfprune.tiny import build_tiny_checkpoint
 
@@ -78,7 +78,7 @@ def test_eval_results_files_follow_the_hubs_format():
     model's scores; local tasks get none."""
     from huggingface_hub import parse_eval_result_entries
 
-    from hfprune.evaluation.card import eval_results_files
+    from hfprune.publish.card import eval_results_files
 
     raw = {"configs": {"arc_easy": {"dataset_path": "allenai/ai2_arc", "dataset_name": "ARC-Easy", "test_split": "test"},
                        "mine": {"dataset_path": "json", "test_split": "test"}}}

@@ -10,7 +10,7 @@ from pathlib import Path
 import pytest
 from huggingface_hub import ModelCard
 
-from hfprune.evaluation.card import benchmark_rows
+from hfprune.publish.card import benchmark_rows
 from hfprune.pipeline import Pipeline
 from hfprune.plan import Plan
 from hfprune.settings import Recipe
@@ -257,7 +257,7 @@ def test_card_template_renders_from_an_installed_wheel(tmp_path):
     wheel = next((tmp_path / "whl").glob("hfprune-*.whl"))
     subprocess.run([sys.executable, "-m", "pip", "install", "--no-deps", "-q", "--target", str(tmp_path / "site"),
                     str(wheel)], check=True, capture_output=True)
-    code = ("import hfprune.evaluation.card as c, sys; p = c.template_path(); print(p); "
+    code = ("import hfprune.publish.card as c, sys; p = c.template_path(); print(p); "
             "assert str(p).startswith(sys.argv[1]), p; "
             "from hfprune.evaluation.harness import DATA_DIR; assert (DATA_DIR / 'demo_mc.jsonl').is_file(); "
             "from hfprune.disk.remote_code import _TEMPLATE as t; assert t.is_file() and str(t).startswith(sys.argv[1]), t")
