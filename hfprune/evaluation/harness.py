@@ -16,12 +16,11 @@ import tempfile
 import time
 from pathlib import Path
 
-from .. import __version__, cache_root
+from .. import __version__
 from ..errors import EvalError
 from ..workdir import write_json
 
 DATA_DIR = Path(__file__).resolve().parents[1] / "resources"
-DEFAULT_EVAL_CACHE = cache_root() / "eval"
 PRIMARY_METRICS = ("acc", "acc_norm", "word_perplexity", "byte_perplexity", "exact_match")
 DEFAULT_MAX_LENGTH = 2048
 DEFAULT_CPU_BATCH_MEMORY_GIB = 1
