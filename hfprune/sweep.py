@@ -133,8 +133,6 @@ def run_sweep(base: Recipe, source: str, size, metrics, methods, work_dir: str |
               replace="none") -> SweepResult:
     """Run every recipe of the sweep (resumable), then write results.json / results.md with the Pareto front.
     `size` is a Size (or an int: layers to remove)."""
-    from .pipeline import Pipeline
-
     size = Size.coerce(size)
     recipes = plan_sweep(base, source, size, metrics, methods, replace)
     metric_list = parse_list(metrics, "--metrics")

@@ -148,15 +148,17 @@ def test_layer_by_layer_scoring_holds_one_layer_not_the_model(tmp_path, checkpoi
 
 
 def test_auto_streams_when_the_model_does_not_fit(checkpoints, calib, monkeypatch, capsys):
-    from hfprune.scoring import streaming
+    from hfprune.scoring import streamed_model
     from hfprune.scoring.score import _should_stream
     from hfprune.disk.checkpoint import Checkpoint
 
     ckpt = Checkpoint.open(checkpoints("llama"))
     opts = ScoreOptions(metric="ppl", remove=1, data=str(calib))
     assert not _should_stream(opts, ckpt, progress=True)  # a tiny model fits
-    need = streaming.in_memory_bytes(ckpt, 4)
-    monkeypatch.setattr(streaming, "available_memory", lambda: need // 2)
+    from hfprune.scoring.streamed_model import in_memory_bytes
+
+    need = in_memory_bytes(ckpt, 4)
+    monkeypatch.setattr(streamed_model, "available_memory", lambda: need // 2)
     assert _should_stream(opts, ckpt, progress=True)
     assert "scoring it layer by layer" in capsys.readouterr().err
     assert not _should_stream(opts.model_copy(update={"stream": "off"}), ckpt, progress=False)

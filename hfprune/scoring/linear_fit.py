@@ -387,7 +387,6 @@ def fit_streamed(sm, batches: list, plan, blocks: list[Block], targets: dict[int
     (and replaced so far) stream; layer k's Y and M are kept until the dense stream reaches the block's end."""
     import torch
 
-    arch = sm.arch
     drop, attn, mlp = set(plan.drop_layers), set(plan.skip_attention), set(plan.skip_mlp)
     ends = {b.end: b for b in blocks}
     main = [b.embedded for b in batches]
@@ -491,7 +490,7 @@ def fit_replacement(source_path, ckpt, plan, settings, *, trust_remote_code: boo
     bar = _bar(progress)
     embedding_name = _embedding_name(ckpt) if -1 in targets else None
     if streamed:
-        from .streaming import StreamedModel
+        from .streamed_model import StreamedModel
         from .score import _stream_device
 
         tokenizer = _load_tokenizer(Path(source_path), options)

@@ -105,7 +105,8 @@ def _run(src: Source, ckpt: Checkpoint, options: ScoreOptions, data: str | None,
         texts = load_texts(data)  # bad data fails before the model is loaded
         streamed = _should_stream(options, ckpt, progress)
         if streamed:
-            from .streaming import Streamed, StreamedModel, default_budget
+            from .streamed_model import StreamedModel
+            from .streaming import Streamed, default_budget
 
             tokenizer = _load_tokenizer(src.path, options)
             calib = load_calibration(data, tokenizer, samples=options.samples, seq_len=options.seq_len,
@@ -227,7 +228,8 @@ def _check_dtype(options: ScoreOptions) -> None:
 
 def _should_stream(options: ScoreOptions, ckpt: Checkpoint, progress: bool) -> bool:
     """--stream on/off as given; auto streams when the whole model would not fit in the memory left."""
-    from .streaming import STREAMED_METRICS, available_memory, in_memory_bytes
+    from .streamed_model import available_memory, in_memory_bytes
+    from .streaming import STREAMED_METRICS
 
     _check_dtype(options)
     if options.stream == "off":

@@ -21,7 +21,7 @@ import os
 from dataclasses import dataclass
 
 from ..errors import PlanError
-from .streamed_model import StreamBatch, StreamedModel, available_memory, in_memory_bytes  # noqa: F401
+from .streamed_model import StreamBatch, StreamedModel, available_memory
 
 STREAMED_METRICS = ("block-influence", "angular", "ppl", "finercut", "taylor")
 
