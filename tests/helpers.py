@@ -11,3 +11,15 @@ def one_line_error(capsys, code, *needles) -> str:
     for needle in needles:
         assert needle in lines[0], lines[0]
     return lines[0]
+
+
+def interrupt_after(steps: int):
+    """A TrainerCallback that stops a recovery run like Ctrl-C once `steps` optimizer steps are done."""
+    from transformers import TrainerCallback
+
+    class Interrupt(TrainerCallback):
+        def on_step_end(self, args, state, control, **kw):
+            if state.global_step >= steps:
+                raise KeyboardInterrupt(f"stopped after {steps} steps")
+
+    return [Interrupt()]

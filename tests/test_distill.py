@@ -12,6 +12,8 @@ from hfprune.recovery.distill import TopkStore, kd_loss_sum, teacher_topk_file
 from hfprune.recovery.train import recover
 from hfprune.tiny import build_tiny_checkpoint
 
+from .helpers import interrupt_after
+
 from .test_recover import ROWS, fast, tensors
 
 
@@ -114,7 +116,7 @@ def test_kd_resume_gives_the_weights_of_an_uninterrupted_run(models, data, tmp_p
     opts = fast(dataset=str(data), method="partial-kd", teacher=str(src), max_steps=6, save_steps=2,
                 teacher_logits="cached", teacher_top_k=16)
     with pytest.raises(KeyboardInterrupt):
-        recover(pruned, tmp_path / "out", opts, cache_dir=tmp_path / "c", _stop_after_steps=3)
+        recover(pruned, tmp_path / "out", opts, cache_dir=tmp_path / "c", callbacks=interrupt_after(3))
     result = recover(pruned, tmp_path / "out", opts, resume=True, cache_dir=tmp_path / "c")
     assert result.resumed_from == "checkpoint-2"
     recover(pruned, tmp_path / "ref", opts, cache_dir=tmp_path / "c")

@@ -20,6 +20,8 @@ from hfprune.recovery.train import checkpoints_dir, recover
 from hfprune.settings import RecoverOptions
 from hfprune.tiny import build_tiny_checkpoint
 
+from .helpers import interrupt_after
+
 ROWS = [
     {"instruction": "Name the capital of France.", "input": "", "output": "The capital of France is Paris."},
     {"instruction": "Repeat the phrase.", "input": "the quick brown fox", "output": "the quick brown fox"},
@@ -195,7 +197,7 @@ def test_lora_is_merged_and_equals_the_adapter_model(pruned_model, alpaca_file, 
 def test_interrupted_run_resumes_from_last_checkpoint(pruned_model, alpaca_file, tmp_path):
     opts = fast(dataset=str(alpaca_file), max_steps=6, save_steps=2)
     with pytest.raises(KeyboardInterrupt):
-        recover(pruned_model, tmp_path / "out", opts, _stop_after_steps=3)
+        recover(pruned_model, tmp_path / "out", opts, callbacks=interrupt_after(3))
     assert not (tmp_path / "out").exists()
     assert (checkpoints_dir(tmp_path / "out") / "checkpoint-2").is_dir()
     result = recover(pruned_model, tmp_path / "out", opts, resume=True)

@@ -16,7 +16,7 @@ import pytest
 from hfprune.cli import main
 from hfprune.disk.remote_code import AUTO_MAP, MODELING_FILE, is_own_modeling_code
 
-from .helpers import one_line_error
+from .helpers import interrupt_after, one_line_error
 
 TASKS = ["--tasks", "hfprune_demo_mc", "--limit", "2"]
 
@@ -172,7 +172,7 @@ def test_resume_uses_the_newest_complete_checkpoint(tmp_path, src):
     opts = RecoverOptions(dataset=str(tmp_path / "data.jsonl"), lr=1e-3, batch_size=2, micro_batch_size=2,
                           warmup_steps=0, max_steps=4, save_steps=2, last_k=1)
     with pytest.raises(KeyboardInterrupt):
-        recover(src, tmp_path / "out", opts, _stop_after_steps=3)
+        recover(src, tmp_path / "out", opts, callbacks=interrupt_after(3))
     ckpts = checkpoints_dir(tmp_path / "out")
     assert (ckpts / "checkpoint-2" / COMPLETE_MARKER).is_file()
     # a kill while checkpoint-3 was being written: some files, no completion marker

@@ -72,12 +72,13 @@ def checkpoints_dir(output: Path) -> Path:
 
 def recover(model_path: str | Path, output: str | Path, options: RecoverOptions, *, overwrite: bool = False,
             resume: bool = False, progress: bool = False, cache_dir: Path | None = None, echo=print,
-            teacher_source=None, _stop_after_steps: int | None = None) -> RecoverResult:
+            teacher_source=None, callbacks: list | None = None) -> RecoverResult:
     """Fine-tune the checkpoint at `model_path` and write the healed checkpoint to `output`.
 
     Distillation (a *-kd method, or answers="teacher") caches the teacher's answers and stored logits in
     `cache_dir` (default: hfprune's cache folder), keyed by the teacher and the data. `teacher_source` (a
     resolved hub.Source) is the teacher when options.teacher is not set: the pipeline's dense source.
+    `callbacks`: more transformers TrainerCallbacks for the run (a caller's logging, or a test's interruption).
     """
     model_path, output = Path(model_path), Path(output)
     validate_options(options)
@@ -163,7 +164,7 @@ def recover(model_path: str | Path, output: str | Path, options: RecoverOptions,
         warnings.append(f"{skipped} rows of {options.dataset} were skipped: their instruction or response is empty")
     prefix, prefix_note = _prefix_cache(model, options, config, train_layers, rows, world_size, ckpt_dir)
     tracker, resumed_from = _train(model, tokenizer, rows, options, warmup, ckpt_dir, resume, progress,
-                                   _stop_after_steps, kd, prefix, bf16)
+                                   callbacks or [], kd, prefix, bf16)
     losses = tracker.losses
     if len(losses) >= 2:
         k = max(1, len(losses) // 10)  # per-step losses are noisy: compare the first and last tenth of the run
@@ -479,7 +480,7 @@ def _trainer_class(kd: _TeacherSignal | None, prefix=None, tracker: "_Tracker | 
 
 
 def _train(model, tokenizer, rows, o: RecoverOptions, warmup: int, ckpt_dir: Path, resume: bool, progress: bool,
-           stop_after: int | None, kd: _TeacherSignal | None = None, prefix=None, bf16: bool = False):
+           callbacks: list, kd: _TeacherSignal | None = None, prefix=None, bf16: bool = False):
     import torch
     from transformers import TrainerCallback, TrainingArguments
 
@@ -503,8 +504,6 @@ def _train(model, tokenizer, rows, o: RecoverOptions, warmup: int, ckpt_dir: Pat
 
         def on_step_end(self, args, state, control, **kw):
             tracker.seconds = time.perf_counter() - self.t0
-            if stop_after is not None and state.global_step >= stop_after:
-                raise KeyboardInterrupt("stopped for a test")
 
         def on_save(self, args, state, control, **kw):
             # Trainer calls this after a checkpoint is fully written: only marked checkpoints are resumed from
@@ -532,7 +531,7 @@ def _train(model, tokenizer, rows, o: RecoverOptions, warmup: int, ckpt_dir: Pat
         if args.process_index == 0:
             ckpt_dir.mkdir(parents=True, exist_ok=True)
             (ckpt_dir / CHECKPOINTS_MARKER).write_text("training checkpoints written by hfprune recover\n")
-    trainer = _trainer_class(kd, prefix, tracker)(model=model, args=args, train_dataset=rows, data_collator=Collator(), callbacks=[Progress()])
+    trainer = _trainer_class(kd, prefix, tracker)(model=model, args=args, train_dataset=rows, data_collator=Collator(), callbacks=[Progress(), *callbacks])
     last = last_complete_checkpoint(ckpt_dir, remove_incomplete=True) if resume else None
     trainer.train(resume_from_checkpoint=str(last) if last else None)
     tracker.rows_per_process = _gather(tracker.rows, world_size)
