@@ -64,7 +64,7 @@ def test_kd_loss_is_zero_when_the_student_is_the_teacher(models, data, tmp_path,
                 teacher_logits=teacher_logits, teacher_top_k=vocab_size(pruned))
     result = recover(pruned, tmp_path / "out", opts, cache_dir=tmp_path / "cache", echo=lambda *_: None)
     assert abs(result.losses[0]) < 1e-5, result.losses
-    assert result.run["teacher"] == f"local folder {pruned.name}"
+    assert result.run.teacher == f"local folder {pruned.name}"
 
 
 def test_live_and_stored_teacher_give_the_same_training(models, data, tmp_path):
@@ -130,7 +130,7 @@ def test_lora_kd_and_a_tied_skip_map_student(tmp_path, data):
     result = recover(tmp_path / "pruned", tmp_path / "out",
                      fast(dataset=str(data), method="lora-kd", teacher=str(src), max_steps=3),
                      cache_dir=tmp_path / "c")
-    assert result.run["teacher"] == "local folder src"
+    assert result.run.teacher == "local folder src"
     result = recover(tmp_path / "pruned", tmp_path / "out2",
                      fast(dataset=str(data), method="partial-kd", teacher=str(src), max_steps=3),
                      cache_dir=tmp_path / "c")
@@ -151,7 +151,7 @@ def test_self_data_answers_are_generated_once_and_replace_the_dataset(models, da
     assert len(rows) == len(ROWS) and all(r["output"] != ROWS[i]["output"] for i, r in enumerate(rows))
     result = recover(pruned, tmp_path / "b", opts, cache_dir=tmp_path / "c", echo=lines.append)
     assert any("teacher answers: reused" in line for line in lines)
-    assert result.run["answers"] == "teacher" and result.run["objective"] == "SFT"
+    assert result.run.answers == "teacher" and result.run.objective == "SFT"
 
 
 def test_topk_file_is_keyed_by_k(models, tmp_path):

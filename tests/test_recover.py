@@ -157,8 +157,8 @@ def test_defaults_scale_to_the_data_and_record_what_ran(pruned_model, tmp_path):
     result = recover(pruned_model, tmp_path / "out", RecoverOptions(dataset=str(tmp_path / "small.jsonl"),
                                                                     lr=1e-3, epochs=2))
     run = result.run
-    assert run["optimizer_steps"] == 2 and run["warmup_steps"] == 0  # 10% of 2 steps
-    assert run["examples"] == 50 and run["tokens"] > 0 and run["prompt"] == "chat"  # the model has a template
+    assert run.optimizer_steps == 2 and run.warmup_steps == 0  # 10% of 2 steps
+    assert run.examples == 50 and run.tokens > 0 and run.prompt == "chat"  # the model has a template
     assert any("larger than the 50 training examples" in w for w in result.warnings)
     record = json.loads((tmp_path / "out" / "hfprune.json").read_text())
     assert record["recovery_run"]["optimizer_steps"] == 2 and record["recovery_run"]["first_loss"] is not None
@@ -289,18 +289,18 @@ def test_frozen_prefix_is_replayed_in_later_epochs_with_the_same_result(pruned_m
     opts = dict(dataset=str(alpaca_file), max_steps=-1, epochs=2, last_k=1)
     cached = recover(pruned_model, tmp_path / "cached", fast(**opts))
     plain = recover(pruned_model, tmp_path / "plain", fast(**opts, prefix_cache_gib=0))
-    cache = cached.run["frozen_prefix_cache"]
+    cache = cached.run.frozen_prefix_cache
     assert cache["layers"] == 3 and cache["computed_batches"] == 8 and cache["replayed_batches"] == 8
-    assert "off" in plain.run["frozen_prefix_cache"]
+    assert "off" in plain.run.frozen_prefix_cache
     a, b = tensors(tmp_path / "cached"), tensors(tmp_path / "plain")
     assert all(torch.allclose(a[k], b[k], atol=1e-6) for k in a)
     assert cached.losses == pytest.approx(plain.losses, rel=1e-5)
     one = recover(pruned_model, tmp_path / "one", fast(dataset=str(alpaca_file), max_steps=-1, epochs=1))
-    assert "one epoch" in one.run["frozen_prefix_cache"]["off"]
+    assert "one epoch" in one.run.frozen_prefix_cache["off"]
     # the same replay from a memory-mapped file (runs whose prefix outputs do not fit in memory)
     disk = recover(pruned_model, tmp_path / "disk", fast(**opts, prefix_cache_store="disk"))
-    assert disk.run["frozen_prefix_cache"]["store"] == "memory-mapped file"
-    assert disk.run["frozen_prefix_cache"]["replayed_batches"] == 8
+    assert disk.run.frozen_prefix_cache["store"] == "memory-mapped file"
+    assert disk.run.frozen_prefix_cache["replayed_batches"] == 8
     c = tensors(tmp_path / "disk")
     assert all(torch.equal(a[k], c[k]) for k in a)  # the file holds exactly what memory held
     assert not (tmp_path / "disk.checkpoints").exists()  # the file went with the training checkpoints
@@ -312,7 +312,7 @@ def test_bf16_mixed_precision_on_a_cpu_trains_the_same_parameters(pruned_model, 
     from safetensors.torch import load_file
 
     result = recover(pruned_model, tmp_path / "out", fast(dataset=str(alpaca_file), precision="bf16"))
-    assert result.run["precision"] == "bf16 mixed"
+    assert result.run.precision == "bf16 mixed"
     before, after = load_file(pruned_model / "model.safetensors"), load_file(tmp_path / "out" / "model.safetensors")
     moved = [k for k in before if not torch.equal(before[k].float(), after[k].float())]
     trained = tuple(f"model.layers.{i}." for i in result.train_layers) + ("lm_head", "model.norm")

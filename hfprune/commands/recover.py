@@ -41,18 +41,18 @@ def _cmd_recover(args) -> int:
     if result.tied_embeddings:
         print(f"tied embeddings: {result.tied_embeddings}")
     run = result.run
-    if run["processes"] > 1:
-        print(f"{run['processes']} processes, rows per process: {run['rows_per_process']}")
-    print(f"{run['optimizer_steps']} optimizer steps ({run['warmup_steps']} warm-up) on {run['examples']} examples, "
-          f"{run['tokens']:,} tokens, prompt: {run['prompt']}")
-    cache = run.get("frozen_prefix_cache")
+    if run.processes > 1:
+        print(f"{run.processes} processes, rows per process: {run.rows_per_process}")
+    print(f"{run.optimizer_steps} optimizer steps ({run.warmup_steps} warm-up) on {run.examples} examples, "
+          f"{run.tokens:,} tokens, prompt: {run.prompt}, {run.precision}")
+    cache = run.frozen_prefix_cache
     if cache and "off" not in cache:
         print(f"frozen layers 0-{cache['layers'] - 1}: computed for {cache['computed_batches']} micro-batches, "
               f"replayed for {cache['replayed_batches']} ({cache['bytes'] / 2**20:.0f} MiB kept)")
-    if run.get("peak_cuda_bytes"):
-        print(f"peak GPU memory (torch): {run['peak_cuda_bytes'] / 2**30:.2f} GiB")
-    if run.get("teacher"):
-        print(f"teacher {run['teacher']}: {run['objective']}, answers from the {run['answers']}")
+    if run.peak_cuda_bytes:
+        print(f"peak GPU memory (torch): {run.peak_cuda_bytes / 2**30:.2f} GiB")
+    if run.teacher:
+        print(f"teacher {run.teacher}: {run.objective}, answers from the {run.answers}")
     if result.losses:
         print(f"loss {result.losses[0]:.4f} -> {result.losses[-1]:.4f}; {result.tokens_per_s:.0f} tokens/s")
     for w in result.warnings:

@@ -402,21 +402,23 @@ def _recovery_summary(inputs: CardInputs, ev: dict) -> dict:
         what = f"partial-layer fine-tuning (the last {r.get('last_k')} layers, final norm and {head})"
     else:
         what = f"{r['method'].removesuffix('-kd').upper()} (r={r.get('lora_r')}, merged)"
-    run = record.get("recovery_run") or {}
+    from ..recovery.record import RecoveryRun
+
+    run = RecoveryRun.from_dict(record.get("recovery_run"))
     data = dataset_label(r.get("dataset"))
-    if run.get("answers") == "teacher":
+    if run and run.answers == "teacher":
         data = f"the teacher's own greedy answers to the instructions of {data} (self-data distillation)"
-    if run.get("objective", "SFT") != "SFT":
-        what += f", distilled from the dense model {run['teacher']} ({run['objective']})"
-    elif run.get("teacher"):
-        data += f" (teacher: {run['teacher']})"
+    if run and run.objective != "SFT":
+        what += f", distilled from the dense model {run.teacher} ({run.objective})"
+    elif run and run.teacher:
+        data += f" (teacher: {run.teacher})"
     out = {"label": f"{what} on {data}"}
     if run:
-        loss = (f", loss {run['first_loss']:.3f} → {run['last_loss']:.3f}"
-                if run.get("first_loss") is not None else "")
-        out["ran"] = (f"{run['optimizer_steps']} optimizer steps ({run['warmup_steps']} warm-up) at lr {run['lr']:g} "
-                      f"on {run['examples']:,} examples ({run['tokens']:,} tokens, {run['prompt']} prompt){loss}")
-        out["warnings"] = run.get("warnings") or []
+        loss = f", loss {run.first_loss:.3f} → {run.last_loss:.3f}" if run.first_loss is not None else ""
+        out["ran"] = (f"{run.optimizer_steps} optimizer steps ({run.warmup_steps} warm-up) at lr {run.lr:g} "
+                      f"on {run.examples:,} examples ({run.tokens:,} tokens, {run.prompt} prompt, {run.precision})"
+                      f"{loss}")
+        out["warnings"] = run.warnings
     if tied == "untied" and ev.get("pruned") and ev.get("recovered"):
         extra = ev["recovered"]["size"]["parameters"] - ev["pruned"]["size"]["parameters"]
         saved = ev["dense"]["size"]["parameters"] - ev["pruned"]["size"]["parameters"]

@@ -28,6 +28,7 @@ from ..workdir import (
     remove_hfprune_folder,
     staged_folder,
 )
+from .record import RecoveryRun
 from .instructions import (
     IGNORE_INDEX,
     load_examples,
@@ -56,7 +57,7 @@ class RecoverResult:
     tied_embeddings: str | None
     train_layers: list[int] | None
     resumed_from: str | None
-    run: dict  # what actually ran: steps, warm-up, prompt, examples, tokens, first/last loss
+    run: RecoveryRun  # what actually ran: steps, warm-up, prompt, examples, tokens, first/last loss
     warnings: list[str]
     main_process: bool = True  # False on the other ranks of a multi-process run, which write nothing
 
@@ -172,28 +173,28 @@ def recover(model_path: str | Path, output: str | Path, options: RecoverOptions,
         if last >= first * (1 - 1e-3):
             warnings.append(f"the training loss did not go down ({first:.4f} -> {last:.4f} over {len(losses)} "
                             "logged steps): the run healed nothing; raise --lr or train longer")
-    run = {"optimizer_steps": steps, "warmup_steps": warmup, "lr": options.lr, "prompt": prompt,
-           "examples": len(rows), "tokens": tracker.tokens, "first_loss": losses[0] if losses else None,
-           "last_loss": losses[-1] if losses else None, "warnings": warnings,
-           "processes": world_size, "rows_per_process": tracker.rows_per_process,
-           "distributed": tracker.distributed, "precision": "bf16 mixed" if bf16 else "fp32"}
+    run = RecoveryRun(optimizer_steps=steps, warmup_steps=warmup, lr=options.lr, prompt=prompt, examples=len(rows),
+                      tokens=tracker.tokens, first_loss=losses[0] if losses else None,
+                      last_loss=losses[-1] if losses else None, warnings=warnings, processes=world_size,
+                      rows_per_process=tracker.rows_per_process, distributed=tracker.distributed,
+                      precision="bf16 mixed" if bf16 else "fp32")
     if torch.cuda.is_available():
-        run["peak_cuda_bytes"] = torch.cuda.max_memory_allocated()
+        run.peak_cuda_bytes = torch.cuda.max_memory_allocated()
     if method == "partial":
-        run["frozen_prefix_cache"] = ({"layers": prefix.first, "replayed_batches": prefix.replayed,
-                                       "computed_batches": prefix.computed, "bytes": prefix.bytes,
-                                       "store": "memory-mapped file" if prefix.path else "memory"}
-                                      if prefix is not None else {"off": prefix_note})
+        run.frozen_prefix_cache = ({"layers": prefix.first, "replayed_batches": prefix.replayed,
+                                    "computed_batches": prefix.computed, "bytes": prefix.bytes,
+                                    "store": "memory-mapped file" if prefix.path else "memory"}
+                                   if prefix is not None else {"off": prefix_note})
         if prefix is not None:
             prefix.close()
     if teacher is not None:
-        run["teacher"] = teacher.label
-        run["objective"] = (f"KL(teacher || student), T={options.kd_temperature:g}"
-                            + (f", {options.kd_alpha:g} KD + {1 - options.kd_alpha:g} SFT" if options.kd_alpha < 1 else "")
-                            + (f", teacher top-{options.teacher_top_k} logits stored" if options.teacher_logits == "cached"
-                               else ", teacher run alongside")
-                            if kd is not None else "SFT")
-        run["answers"] = options.answers
+        run.teacher = teacher.label
+        run.objective = (f"KL(teacher || student), T={options.kd_temperature:g}"
+                         + (f", {options.kd_alpha:g} KD + {1 - options.kd_alpha:g} SFT" if options.kd_alpha < 1 else "")
+                         + (f", teacher top-{options.teacher_top_k} logits stored" if options.teacher_logits == "cached"
+                            else ", teacher run alongside")
+                         if kd is not None else "SFT")
+        run.answers = options.answers
     model.eval()  # no dropout from here on: merging and saving see the deterministic network
     if rank != 0:  # data parallel: every rank holds the same weights; rank 0 writes them
         return RecoverResult(output, trainable, total, tracker.losses, tracker.tokens_per_s(), tied, train_layers,
@@ -615,7 +616,7 @@ def _save(model, model_path: Path, output: Path, config: dict, o: RecoverOptions
         if (model_path / PROVENANCE_FILE).is_file():
             record = json.loads((model_path / PROVENANCE_FILE).read_text())
         recipe = o.model_dump()
-        recipe["teacher"] = run.get("teacher")  # the teacher's repo@sha or folder name, never a local path
+        recipe["teacher"] = run.teacher  # the teacher's repo@sha or folder name, never a local path
         recipe.update({"tied_embeddings_result": tied, "train_layers": train_layers})
-        record.update({"hfprune_version": __version__, "recovery": recipe, "recovery_run": run})
+        record.update({"hfprune_version": __version__, "recovery": recipe, "recovery_run": run.to_dict()})
         (staging / PROVENANCE_FILE).write_text(json.dumps(record, indent=2) + "\n")
