@@ -82,7 +82,7 @@ class Pipeline:
             size = f"remove {p.remove}" if p.remove is not None else f"down to {_target_text(p.target_params)} parameters"
             lines.append(f"plan:       chosen by {p.metric}, {size}"
                          + (f" on {p.data}" if p.data else "")
-                         + (f", {p.iterative_step} at a time with {r.recover.method} in between"
+                         + (f", {p.iterative_step} at a time with {r.recover.label} in between"
                             if p.iterative_step and r.recover.method != "none" else ""))
             from .api import inspect_source
 
@@ -104,7 +104,7 @@ class Pipeline:
                          f"({p.replace_samples} windows of {p.replace_seq_len} tokens), folded into the layer before")
         rec = r.recover
         lines.append("recover:    none" if rec.method == "none" else
-                     f"recover:    {rec.method} on {rec.dataset} (lr {rec.lr}, batch {rec.batch_size}, "
+                     f"recover:    {rec.label} on {rec.dataset} (lr {rec.lr}, batch {rec.batch_size}, "
                      f"{rec.epochs:g} epochs)")
         lines.append(f"evaluate:   {', '.join(r.eval.tasks)}" + (f" (limit {r.eval.limit})" if r.eval.limit else ""))
         target = r.push.repo_id or f"<you>/{name_stem(r)}"
@@ -484,7 +484,7 @@ def name_stem(recipe: Recipe) -> str:
                Plan.from_dict(p.plan.as_plan_dict(), "the recipe's prune.plan").tag())
     else:
         tag = "pruned"
-    method = recipe.recover.method
+    method = recipe.recover.label
     return (f"{name}-{tag}" + ("-linear" if p.replace != "none" else "")
             + ("" if method == "none" else f"-{method}"))
 

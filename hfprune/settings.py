@@ -97,10 +97,15 @@ class RecoverOptions(_Strict):
     """Training recipe. Defaults are the seed paper's (AdamW, lr 1e-5, batch 64, 2 epochs; warm-up scaled to the
     run) except where they fail on real checkpoints (see bench/RESULTS.md). It is also a recipe's `recover:`."""
 
+    # the CLI and recipes spell distillation as one word (partial-kd); it is two settings: which parameters train
+    # (method) and what they are trained on (objective). A -kd spelling is split on the way in.
     method: Literal[RECOVERY_METHODS] = Field(
         default="partial", description="partial-layer fine-tuning, LoRA, or QLoRA (CUDA + bitsandbytes); *-kd: the "
                                        "same parameters trained to match the dense teacher's next-token "
-                                       "distributions")
+                                       "distributions (the same as --objective kd)")
+    objective: Literal["sft", "kd"] = Field(
+        default="sft", description="sft: cross-entropy on the dataset's (or the teacher's) answers; kd: KL to the "
+                                   "dense teacher's next-token distributions")
     dataset: str = Field(default="alpaca", description="alpaca (yahma/alpaca-cleaned), dolly "
                                                        "(databricks/databricks-dolly-15k), a Hub id, or a local "
                                                        ".json/.jsonl in either shape")
@@ -154,6 +159,18 @@ class RecoverOptions(_Strict):
                                                                  "layers' output per example (up to this many GiB) "
                                                                  "and replay it in later epochs instead of "
                                                                  "recomputing it; 0: off")
+    @model_validator(mode="before")
+    @classmethod
+    def _split_kd(cls, data):
+        if isinstance(data, dict) and isinstance(data.get("method"), str) and data["method"].endswith("-kd"):
+            data = {**data, "method": data["method"].removesuffix("-kd"), "objective": "kd"}
+        return data
+
+    @property
+    def label(self) -> str:
+        """The method as the CLI spells it: partial, lora, qlora, partial-kd, lora-kd."""
+        return self.method + ("-kd" if self.objective == "kd" and self.method != "none" else "")
+
     @field_validator("max_steps")
     @classmethod
     def _steps(cls, value):

@@ -204,3 +204,15 @@ def test_pipeline_distils_from_its_source_and_the_card_says_so(tmp_path):
     assert "self-data distillation" in card.text and "top-64 logits stored" in card.text
     for name in ("README.md", "recipe.yaml", "hfprune.json"):
         assert str(tmp_path) not in (final / name).read_text(), name
+
+
+def test_method_and_objective_are_two_settings_and_the_kd_spelling_still_works():
+    from hfprune.settings import RecoverOptions, RecoverSection
+
+    a = RecoverOptions(method="partial-kd")
+    b = RecoverOptions(method="partial", objective="kd")
+    assert (a.method, a.objective) == (b.method, b.objective) == ("partial", "kd")
+    assert a.label == b.label == "partial-kd" and RecoverOptions().label == "partial"
+    assert RecoverSection(method="lora-kd").options().label == "lora-kd"
+    assert RecoverSection().label == "none"
+    assert RecoverOptions.model_validate(a.model_dump()) == a  # the dumped recipe reads back the same

@@ -222,7 +222,7 @@ def publishable_recipe(recipe: dict) -> dict:
         else:
             for k in ("last_k", "train_layers", "tied_embeddings"):
                 rec.pop(k, None)
-        distilling = method.endswith("-kd")
+        distilling = rec.get("objective") == "kd"
         if not distilling:
             for k in ("kd_temperature", "kd_alpha", "teacher_logits", "teacher_top_k"):
                 rec.pop(k, None)
@@ -264,7 +264,7 @@ def build_card(inputs: CardInputs):
     datasets = [d for d in dict.fromkeys(datasets) if d]
     tags = ["pruned", "layer-pruning", "hfprune"] + ([plan.metric] if plan.metric else [])
     if inputs.recovery:
-        tags.append(f"recovery-{inputs.recovery['method']}")
+        tags.append(f"recovery-{recovery_label(inputs.recovery)}")
     licence = inputs.license or {}
     data = ModelCardData(base_model=inputs.base_model, library_name="transformers", license=licence.get("license"),
                          license_name=licence.get("license_name"), license_link=licence.get("license_link"),
@@ -393,15 +393,20 @@ def dataset_label(name: str | None) -> str | None:
     return p.name if (p.is_absolute() or p.exists() or len(p.parts) > 2) else name
 
 
+def recovery_label(recovery: dict) -> str:
+    """partial, lora, qlora, partial-kd or lora-kd: the method as the CLI spells it, from a recover section."""
+    return recovery["method"] + ("-kd" if recovery.get("objective") == "kd" else "")
+
+
 def _recovery_summary(inputs: CardInputs, ev: dict) -> dict:
     r = inputs.recovery
     record = inputs.recovery_record or {}
     tied = (record.get("recovery") or {}).get("tied_embeddings_result")
-    if r["method"].removesuffix("-kd") == "partial":
+    if r["method"] == "partial":
         head = {"frozen": "the tied lm_head kept frozen", "untied": "an untied copy of lm_head"}.get(tied, "lm_head")
         what = f"partial-layer fine-tuning (the last {r.get('last_k')} layers, final norm and {head})"
     else:
-        what = f"{r['method'].removesuffix('-kd').upper()} (r={r.get('lora_r')}, merged)"
+        what = f"{r['method'].upper()} (r={r.get('lora_r')}, merged)"
     from ..recovery.record import RecoveryRun
 
     run = RecoveryRun.from_dict(record.get("recovery_run"))

@@ -38,13 +38,8 @@ from .instructions import (
 )
 
 
-def base_method(method: str) -> str:
-    """partial-kd -> partial: the trainable parameters; the -kd suffix only changes the objective."""
-    return method.removesuffix("-kd")
-
-
-def is_distillation(method: str) -> bool:
-    return method.endswith("-kd")
+def is_distillation(options: RecoverOptions) -> bool:
+    return options.objective == "kd"
 
 
 @dataclass
@@ -89,13 +84,13 @@ def recover(model_path: str | Path, output: str | Path, options: RecoverOptions,
     check_not_input(ckpt_dir, {"model": model_path}, "checkpoint folder")
     config = read_config(model_path)
     num_layers = config.get("num_hidden_layers") or config.get("text_config", {}).get("num_hidden_layers")
-    method = base_method(options.method)
+    method = options.method
     train_layers = _train_layers(options, num_layers) if method == "partial" else None
     if resume and not last_complete_checkpoint(ckpt_dir):
         raise RecoveryError(f"--resume: no checkpoint to resume in {ckpt_dir} (none was completely written); run without --resume to start")
     sharding = [k for k in ("ACCELERATE_USE_FSDP", "ACCELERATE_USE_DEEPSPEED") if os.environ.get(k, "").lower() == "true"]
     if sharding and method != "partial":
-        raise RecoveryError(f"--method {options.method} under {'FSDP' if 'FSDP' in sharding[0] else 'DeepSpeed'}: "
+        raise RecoveryError(f"--method {options.label} under {'FSDP' if 'FSDP' in sharding[0] else 'DeepSpeed'}: "
                             "hfprune merges LoRA adapters into full weights, which it does not gather from shards "
                             "yet; use partial, or data parallel (accelerate launch --multi_gpu) where each GPU holds "
                             "the model")
@@ -107,7 +102,7 @@ def recover(model_path: str | Path, output: str | Path, options: RecoverOptions,
     if method == "qlora":
         _require_qlora()
     teacher = None
-    if is_distillation(options.method) or options.answers == "teacher":
+    if is_distillation(options) or options.answers == "teacher":
         from .distill import resolve_teacher
 
         teacher = resolve_teacher(options.teacher or teacher_source, model_path)
@@ -139,7 +134,7 @@ def recover(model_path: str | Path, output: str | Path, options: RecoverOptions,
         raise DataError(f"every example of {options.dataset} has its response cut off by --max-length {max_length}")
 
     kd = None
-    if is_distillation(options.method):  # before the student loads: stored logits never share memory with it
+    if is_distillation(options):  # before the student loads: stored logits never share memory with it
         kd = _teacher_signal(teacher, rows, options, cache_dir, train_dtype, progress, echo)
     # frozen weights are loaded in the checkpoint's own dtype (bf16 mode: bf16 for a bf16 checkpoint), never
     # rounded: a float32 checkpoint trained in bf16 mode keeps float32 weights and autocasts its matmuls
@@ -296,7 +291,7 @@ def _load_for_training(model_path: Path, o: RecoverOptions, config: dict, dtype=
     import torch
 
     kwargs = {}
-    if base_method(o.method) == "qlora":
+    if o.method == "qlora":
         from transformers import BitsAndBytesConfig
 
         kwargs["quantization_config"] = BitsAndBytesConfig(load_in_4bit=True, bnb_4bit_quant_type="nf4",
@@ -348,7 +343,7 @@ def _setup_lora(model, o: RecoverOptions):
     targets = [t for t in o.lora_targets if t in names]
     if not targets:
         raise PlanError(f"--lora-targets {','.join(o.lora_targets)}: none of these module names exist in this model")
-    if base_method(o.method) == "qlora":
+    if o.method == "qlora":
         model = prepare_model_for_kbit_training(model)
     cfg = LoraConfig(r=o.lora_r, lora_alpha=o.lora_alpha, lora_dropout=o.lora_dropout, target_modules=targets,
                      task_type="CAUSAL_LM", bias="none")
@@ -403,7 +398,7 @@ def _prefix_cache(model, o: RecoverOptions, config: dict, train_layers, rows, wo
     """(FrozenPrefixCache or None, why) for this run; a disk store lives in `folder` (the checkpoint folder)."""
     from .prefix_cache import FrozenPrefixCache, prefix_cache_plan
 
-    if base_method(o.method) != "partial":
+    if o.method != "partial":
         return None, "not partial fine-tuning"
     if world_size > 1:
         # each rank sees other rows every epoch, so each would store most of the data set: not worth its memory
@@ -579,7 +574,7 @@ def last_complete_checkpoint(ckpt_dir: Path, remove_incomplete: bool = False) ->
 
 def _merge(model, model_path: Path, o: RecoverOptions, ckpt_dir: Path):
     """Fold LoRA adapters into the weights. QLoRA adapters are merged into a bf16 reload of the base."""
-    if base_method(o.method) == "lora":
+    if o.method == "lora":
         return model.merge_and_unload()
     import torch
     from peft import PeftModel

@@ -62,5 +62,5 @@ def iterative_prune(source: Path, output: Path, *, score_options, step: int, rec
         shutil.rmtree(output)
     shutil.copytree(current, output)
     plan = Plan.build(num_layers, drop_layers=sorted(removed), metric=score_options.metric,
-                      extra={"iterative_step": step, "recovery_between_steps": recover_options.method})
+                      extra={"iterative_step": step, "recovery_between_steps": recover_options.label})
     return plan, rounds
