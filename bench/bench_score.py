@@ -29,6 +29,7 @@ def main() -> None:
     from hfprune.disk.architectures import ARCHITECTURES
     from hfprune.scoring.calibration import load_calibration
     from hfprune.scoring.forward import LayerStack
+    from hfprune.scoring.in_memory import InMemoryDriver
     from hfprune.scoring.metrics import METRICS, ScoreInputs, finercut, lowest
     from hfprune.scoring.score import _load_model
     from hfprune.settings import ScoreOptions
@@ -53,8 +54,8 @@ def main() -> None:
         for metric, remove in (("ppl", 4), ("finercut", 6)):
             times, choices = {}, {}
             for naive in (True, False):
-                inp = ScoreInputs(num_layers=args.layers, stack=stack, batches=list(calib.input_ids.split(10)),
-                                  cached=not naive)
+                driver = InMemoryDriver(stack, list(calib.input_ids.split(10)), cached=not naive)
+                inp = ScoreInputs(num_layers=args.layers, driver=driver)
                 t = time.perf_counter()
                 if metric == "ppl":
                     choices[naive] = lowest(METRICS["ppl"].score(inp), remove)

@@ -1,37 +1,32 @@
-"""Layer-importance metrics of the seed papers, keyed by their CLI/recipe names.
+"""Layer-importance metrics of the seed papers, keyed by their CLI/recipe names: the maths, written once.
 
 Layer metrics return one score per layer (None for a layer already removed); the lowest scores go. `angular`
-scores contiguous blocks and `finercut` runs its own greedy search over attention and FFN sub-blocks. The two
-recomputation-heavy metrics (`ppl`, `finercut`) replay the cached residual stream from the removed block onward;
-`cached=False` recomputes everything and must choose the same blocks.
+scores contiguous blocks and `finercut` runs its own greedy search over attention and FFN sub-blocks. A
+data-driven metric is an observer of passes over the layers (see passes.py); whichever driver runs it (the model in
+memory or streamed from disk layer by layer) feeds it the same tensors, so it makes the same choice.
 """
 
 from __future__ import annotations
 
 import math
 import random
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 from typing import Callable
 
 from ..errors import PlanError
+from .passes import Branch
 
 
 @dataclass
 class ScoreInputs:
-    """What a metric may use. `stack`/`batches` are None for metrics that need no model or data."""
+    """What a metric may use. `driver` is None for metrics that need no model or data."""
 
     num_layers: int
-    stack: object = None  # forward.LayerStack
-    batches: list = field(default_factory=list)  # list of LongTensor [b, T]
+    driver: object = None  # passes.Driver
     checkpoint: object = None  # checkpoint.Checkpoint
     removed: tuple[int, ...] = ()
     seed: int = 0
-    cached: bool = True
     progress: bool = False
-    streamed: object = None  # Streamed: layer-by-layer scoring of a model that stays on disk
-
-    def stream_bar(self, desc: str):
-        return lambda iterable: self.bar(iterable, f"{desc} (layer by layer)")
 
     def candidates(self) -> list[int]:
         return [i for i in range(self.num_layers) if i not in self.removed]
@@ -85,93 +80,95 @@ def _magnitude(p: int):
     return score
 
 
-# ---------------------------------------------------------------- layer metrics on calibration data
+# ---------------------------------------------------------------- the maths
 
-def _nll_sum(logits, ids):
-    import torch.nn.functional as F
-
-    return float(F.cross_entropy(logits[:, :-1].flatten(0, 1).float(), ids[:, 1:].flatten(), reduction="sum"))
-
-
-def _ppl(inp: ScoreInputs):
-    """Perplexity with each single layer removed (on top of layers already removed)."""
-    import torch
-
-    if inp.streamed is not None:
-        from . import streaming
-
-        s = inp.streamed
-        return streaming.ppl(s.model, s.batches, inp.removed, s.budget, bar=inp.stream_bar("ppl"))
-    stack, removed = inp.stack, set(inp.removed)
-    nll = {i: 0.0 for i in inp.candidates()}
-    tokens = 0
-    with torch.no_grad():
-        for ids in inp.batches:
-            tokens += ids[:, 1:].numel()
-            states = stack.capture(ids, drop=removed)[1] if inp.cached else None
-            for i in inp.bar(inp.candidates(), "ppl"):
-                if inp.cached:
-                    logits = stack.logits(ids, drop=removed, replay_from=i + 1, hidden_in=states[i])
-                else:
-                    logits = stack.logits(ids, drop=removed | {i})
-                nll[i] += _nll_sum(logits, ids)
-    return [None if i in removed else math.exp(nll[i] / tokens) for i in range(inp.num_layers)]
-
-
-def _cos_per_token(a, b):
+def cos_per_token(a, b):
+    """Cosine similarity of two residual streams at every token position, in float32."""
     import torch.nn.functional as F
 
     return F.cosine_similarity(a.float(), b.float(), dim=-1, eps=1e-8)
 
 
+def nll_sum(logits, ids) -> float:
+    """Summed next-token negative log-likelihood of `ids` under `logits`."""
+    import torch.nn.functional as F
+
+    return float(F.cross_entropy(logits[:, :-1].flatten(0, 1).float(), ids[:, 1:].flatten(), reduction="sum"))
+
+
+def taylor_saliency(layer) -> float:
+    """Sum over a layer's weights of |dL/dW * W| (the gradients already set)."""
+    return sum(float((p.grad.float() * p.float()).abs().sum()) for p in layer.parameters() if p.grad is not None)
+
+
+def _ordered_sum(values) -> float:
+    total = 0.0
+    for v in values:  # batch by batch, so every driver adds in the same order
+        total += v
+    return total
+
+
+# ---------------------------------------------------------------- layer metrics on calibration data
+
+class _CosineSums:
+    """Block Influence's observer: summed cosine(layer input, layer output) over tokens, per layer."""
+
+    def __init__(self, n: int):
+        self.sums = [0.0] * n
+
+    def on_layer(self, i, bi, x, y):
+        self.sums[i] += float(cos_per_token(x, y).sum())
+
+
 def _block_influence(inp: ScoreInputs):
     """ShortGPT's BI: 1 - mean cosine(layer input, layer output) over tokens, from one forward per batch."""
-    import torch
+    drv = inp.driver
+    obs = _CosineSums(inp.num_layers)
+    drv.run(obs, attn=set(inp.removed), mlp=set(inp.removed), desc="block-influence")
+    count = sum(ids.numel() for ids in drv.ids)
+    return [None if i in inp.removed else 1.0 - obs.sums[i] / count for i in range(inp.num_layers)]
 
-    if inp.streamed is not None:
-        from . import streaming
 
-        s = inp.streamed
-        return streaming.block_influence(s.model, s.batches, inp.removed, bar=inp.stream_bar("block-influence"))
-    sums = [0.0] * inp.num_layers
-    count = 0
-    with torch.no_grad():
-        for ids in inp.bar(inp.batches, "block-influence"):
-            _, states, _ = inp.stack.capture(ids, drop=set(inp.removed))
-            count += ids.numel()
-            for i in range(inp.num_layers):
-                sums[i] += float(_cos_per_token(states[i], states[i + 1]).sum())
-    return [None if i in inp.removed else 1.0 - sums[i] / count for i in range(inp.num_layers)]
+class _BranchNll:
+    """ppl's observer: each branch's summed NLL, per batch."""
+
+    def __init__(self, ids: list, layers: list[int]):
+        self.ids = ids
+        self.nll = {i: [0.0] * len(ids) for i in layers}
+
+    def on_end(self, bi, reference, branches):
+        for br, logits in branches:
+            self.nll[br.layer][bi] = nll_sum(logits, self.ids[bi])
+
+
+def _ppl(inp: ScoreInputs):
+    """Perplexity with each single layer removed (on top of layers already removed)."""
+    drv = inp.driver
+    removed = set(inp.removed)
+    obs = _BranchNll(drv.ids, inp.candidates())
+    drv.run(obs, attn=removed, mlp=removed, branches=[Branch(i) for i in inp.candidates()], desc="ppl")
+    tokens = sum(ids[:, 1:].numel() for ids in drv.ids)
+    return [None if i in removed else math.exp(_ordered_sum(obs.nll[i]) / tokens) for i in range(inp.num_layers)]
 
 
 def _taylor(inp: ScoreInputs):
     """Sum over a layer's weights of |dL/dW * W| for the LM loss on the calibration data."""
-    import torch
-
-    if inp.streamed is not None:
-        from . import streaming
-
-        s = inp.streamed
-        return streaming.taylor(s.model, s.batches, inp.removed, bar=inp.stream_bar("taylor"))
-    model = inp.stack.model
-    model.zero_grad(set_to_none=True)
-    for ids in inp.bar(inp.batches, "taylor"):
-        with inp.stack.bypassed(drop=set(inp.removed)):
-            loss = model(input_ids=ids, labels=ids, use_cache=False).loss
-        (loss * ids.shape[0] / sum(b.shape[0] for b in inp.batches)).backward()
-    scores = []
-    with torch.no_grad():
-        for i, layer in enumerate(inp.stack.layers):
-            if i in inp.removed:
-                scores.append(None)
-                continue
-            scores.append(sum(float((p.grad.float() * p.float()).abs().sum())
-                              for p in layer.parameters() if p.grad is not None))
-    model.zero_grad(set_to_none=True)
-    return scores
+    return inp.driver.backward(set(inp.removed), taylor_saliency, desc="taylor")
 
 
 # ---------------------------------------------------------------- block and sub-block searches
+
+class _LastTokens:
+    """angular's observer: the residual stream at each sequence's last token, before and after every layer."""
+
+    def __init__(self, n: int, batches: int):
+        self.last = [[None] * (n + 1) for _ in range(batches)]
+
+    def on_layer(self, i, bi, x, y):
+        # copies, so the full streams they are cut from are not all kept alive
+        self.last[bi][i] = x[:, -1].clone()
+        self.last[bi][i + 1] = y[:, -1].clone()
+
 
 def angular_distances(inp: ScoreInputs, block: int) -> list[float | None]:
     """Gromov et al.: d(l, n) = arccos(cos(h_l, h_{l+n})) / pi at the last token, averaged over samples.
@@ -183,27 +180,23 @@ def angular_distances(inp: ScoreInputs, block: int) -> list[float | None]:
     n = inp.num_layers
     if block < 1 or block > n - 1:
         raise PlanError(f"angular: block size {block} must be between 1 and {n - 1} (the final layer is kept)")
-    if inp.streamed is not None:
-        from . import streaming
-
-        s = inp.streamed
-        return streaming.angular_distances(s.model, s.batches, block, bar=inp.stream_bar("angular"))
+    drv = inp.driver
+    obs = _LastTokens(n, len(drv.ids))
+    drv.run(obs, desc="angular")
     sums = [0.0] * n
     count = 0
-    with torch.no_grad():
-        for ids in inp.bar(inp.batches, "angular"):
-            _, states, _ = inp.stack.capture(ids)
-            count += ids.shape[0]
-            for layer in range(n - block):
-                cos = _cos_per_token(states[layer][:, -1], states[layer + block][:, -1]).clamp(-1.0, 1.0)
-                sums[layer] += float((torch.arccos(cos) / math.pi).sum())
+    for bi, last in enumerate(obs.last):
+        count += drv.ids[bi].shape[0]
+        for layer in range(n - block):
+            cos = cos_per_token(last[layer], last[layer + block]).clamp(-1.0, 1.0)
+            sums[layer] += float((torch.arccos(cos) / math.pi).sum())
     return [sums[i] / count if i + block <= n - 1 else None for i in range(n)]
 
 
 DISTANCES = ("js", "angular", "euclidean")
 
 
-def _distance(kind: str, ref_logits, logits) -> float:
+def output_distance(kind: str, ref_logits, logits) -> float:
     """Mean over tokens of the distance between two next-token distributions (or their logits)."""
     import torch
     import torch.nn.functional as F
@@ -215,7 +208,7 @@ def _distance(kind: str, ref_logits, logits) -> float:
         js = 0.5 * (lp.exp() * (lp - lm)).sum(-1) + 0.5 * (lq.exp() * (lq - lm)).sum(-1)
         return float(js.mean())
     if kind == "angular":
-        return float((torch.arccos(_cos_per_token(a, b).clamp(-1.0, 1.0)) / math.pi).mean())
+        return float((torch.arccos(cos_per_token(a, b).clamp(-1.0, 1.0)) / math.pi).mean())
     if kind == "euclidean":
         return float((a - b).norm(dim=-1).mean())
     raise PlanError(f"unknown distance {kind!r}; choose one of {', '.join(DISTANCES)}")
@@ -245,51 +238,43 @@ def finercut_plan_blocks(arch, n: int, remove: int) -> tuple[tuple[str, ...], li
     return blocks, allowed
 
 
+class _Divergence:
+    """finercut's observer: each branch's distance from the unpruned model's next-token distributions, per batch
+    (weighted by the batch's rows)."""
+
+    def __init__(self, kind: str, ids: list, branches: list[Branch]):
+        self.kind = kind
+        self.rows = [x.shape[0] for x in ids]
+        self.per_batch = {br: [0.0] * len(ids) for br in branches}
+
+    def on_end(self, bi, reference, branches):
+        for br, logits in branches:
+            self.per_batch[br][bi] = output_distance(self.kind, reference, logits) * self.rows[bi]
+
+    def result(self) -> dict[Branch, float]:
+        total = sum(self.rows)
+        return {br: _ordered_sum(values) / total for br, values in self.per_batch.items()}
+
+
 def finercut(inp: ScoreInputs, remove: int, distance: str = "js", stop=None) -> list[dict]:
     """Greedy removal of `remove` sub-blocks (or, with `stop(attn, mlp)`, until it says so; `remove` then only
     sets the candidate layers); returns one record per step with every candidate's distance."""
-    import torch
-
-    n = inp.num_layers
-    stack = inp.stack
-    if inp.streamed is not None:
-        from . import streaming
-
-        st = inp.streamed
-        return streaming.finercut(st.model, st.batches, remove, distance, st.budget, bar=inp.stream_bar("finercut"),
-                                  step_bar=lambda it: inp.bar(it, "finercut steps", total=remove), stop=stop)
-    blocks, allowed = finercut_plan_blocks(stack.arch if stack is not None else None, n, remove)
+    drv = inp.driver
+    blocks, allowed = finercut_plan_blocks(drv.arch, inp.num_layers, remove)
     attn: set[int] = set()
     mlp: set[int] = set()
     steps = []
-    with torch.no_grad():
-        refs = [stack.logits(ids) for ids in inp.batches]
-        for _ in inp.bar(finercut_steps(remove, stop, attn, mlp), "finercut", total=remove):
-            candidates = [(k, b) for k in allowed for b in blocks
-                          if k not in (attn if b == "attention" else mlp)]
-            if not candidates:
-                break
-            totals = {c: 0.0 for c in candidates}
-            for ids, ref in zip(inp.batches, refs):
-                if inp.cached:
-                    _, states, mids = stack.capture(ids, mid=True, **_bypass(attn, mlp))
-                for k, b in candidates:
-                    if not inp.cached:
-                        trial_attn, trial_mlp = attn | ({k} if b == "attention" else set()), mlp | ({k} if b == "mlp" else set())
-                        logits = stack.logits(ids, **_bypass(trial_attn, trial_mlp))
-                    elif b == "mlp" and stack.arch.parallel:  # no residual between the two: rerun layer k
-                        logits = stack.logits(ids, **_bypass(attn, mlp | {k}), replay_from=k, hidden_in=states[k])
-                    elif b == "mlp":  # layer k's output becomes its post-attention residual
-                        logits = stack.logits(ids, **_bypass(attn, mlp), replay_from=k + 1, hidden_in=mids[k])
-                    else:  # layer k reruns from its input with attention removed
-                        logits = stack.logits(ids, **_bypass(attn | {k}, mlp), replay_from=k, hidden_in=states[k])
-                    totals[(k, b)] += _distance(distance, ref, logits) * ids.shape[0]
-            total_n = sum(ids.shape[0] for ids in inp.batches)
-            scored = {c: v / total_n for c, v in totals.items()}
-            best = min(candidates, key=lambda c: (scored[c], -c[0], c[1]))
-            (attn if best[1] == "attention" else mlp).add(best[0])
-            steps.append({"removed": {"layer": best[0], "block": best[1]}, "distance": scored[best],
-                          "candidates": [{"layer": k, "block": b, "distance": scored[(k, b)]} for k, b in candidates]})
+    for _ in inp.bar(finercut_steps(remove, stop, attn, mlp), "finercut steps", total=remove):
+        candidates = [Branch(k, b) for k in allowed for b in blocks if k not in (attn if b == "attention" else mlp)]
+        if not candidates:
+            break
+        obs = _Divergence(distance, drv.ids, candidates)
+        drv.run(obs, attn=attn, mlp=mlp, branches=candidates, reference=True, desc="finercut")
+        scored = obs.result()
+        best = min(candidates, key=lambda c: (scored[c], -c.layer, c.block))
+        (attn if best.block == "attention" else mlp).add(best.layer)
+        steps.append({"removed": {"layer": best.layer, "block": best.block}, "distance": scored[best],
+                      "candidates": [{"layer": c.layer, "block": c.block, "distance": scored[c]} for c in candidates]})
     return steps
 
 
@@ -299,11 +284,6 @@ def finercut_steps(remove: int, stop, attn: set[int], mlp: set[int]):
     while (step < remove) if stop is None else not stop(attn, mlp):
         yield step
         step += 1
-
-
-def _bypass(attn: set[int], mlp: set[int]) -> dict:
-    both = attn & mlp
-    return {"drop": both, "skip_attention": attn - both, "skip_mlp": mlp - both}
 
 
 METRICS: dict[str, Metric] = {m.name: m for m in [

@@ -99,14 +99,14 @@ def _run(src: Source, ckpt: Checkpoint, options: ScoreOptions, data: str | None,
     metric = get_metric(options.metric)
     n = ckpt.num_layers
     calib: Calibration | None = None
-    inputs = ScoreInputs(num_layers=n, checkpoint=ckpt, seed=options.seed, cached=not naive, progress=progress)
+    inputs = ScoreInputs(num_layers=n, checkpoint=ckpt, seed=options.seed, progress=progress)
     streamed = False
     if metric.needs_model:
         texts = load_texts(data)  # bad data fails before the model is loaded
         streamed = _should_stream(options, ckpt, progress)
         if streamed:
             from .streamed_model import StreamedModel
-            from .streaming import Streamed, default_budget
+            from .streaming import StreamingDriver, default_budget
 
             tokenizer = _load_tokenizer(src.path, options)
             calib = load_calibration(data, tokenizer, samples=options.samples, seq_len=options.seq_len,
@@ -114,17 +114,18 @@ def _run(src: Source, ckpt: Checkpoint, options: ScoreOptions, data: str | None,
             model = StreamedModel(src.path, ckpt, options.dtype, options.trust_remote_code, _stream_device(),
                                   needs_logits=options.metric in ("ppl", "finercut", "taylor"))
             batches = model.prepare(list(calib.input_ids.split(options.batch_size)))
-            inputs.streamed = Streamed(model, batches, default_budget())
+            inputs.driver = StreamingDriver(model, batches, default_budget(), progress=progress)
         else:
-            model, tokenizer = _load_model(src.path, options)
             from .forward import LayerStack
+            from .in_memory import InMemoryDriver
 
+            model, tokenizer = _load_model(src.path, options)
             calib = load_calibration(data, tokenizer, samples=options.samples, seq_len=options.seq_len,
                                      seed=options.seed, texts=texts)
             device = next(model.parameters()).device
             ids = calib.input_ids.to(device)
-            inputs.stack = LayerStack(model, ckpt.arch)
-            inputs.batches = list(ids.split(options.batch_size))
+            inputs.driver = InMemoryDriver(LayerStack(model, ckpt.arch), list(ids.split(options.batch_size)),
+                                           cached=not naive, progress=progress)
     record: dict = {"format": SCORES_FORMAT, "version": 1, "hfprune_version": __version__,
                     "metric": options.metric, "source": src.provenance(),
                     "num_layers": n, "remove": options.remove,

@@ -1,49 +1,31 @@
-"""Layer-streaming scoring: a model larger than memory is scored one decoder layer at a time.
+"""The layer-streaming driver: a model larger than memory is scored one decoder layer at a time.
 
 The model (streamed_model.StreamedModel) is built with its decoder layers' parameters on the meta device; one
 capture forward per calibration batch records what the model's own loop passes to each layer (attention masks,
-position embeddings: per layer, so sliding-window and local/global RoPE layers get theirs). Then, layer-major: layer i's tensors are read from the safetensors files with plain reads (no mmap, so an
-address-space cap holds), every batch's residual stream goes through it, the metric records what it needs, and
-the layer is freed. The final norm, head and soft-capping run through the model's own forward with every layer
-replaying the stream's end. Peak memory: one layer + the residual streams + embeddings/head, whatever the depth.
+position embeddings: per layer, so sliding-window and local/global RoPE layers get theirs). Then, layer-major: layer
+i's tensors are read from the safetensors files with plain reads (no mmap, so an address-space cap holds), every
+batch's residual stream goes through it, the observer sees what it asked for, and the layer is freed. The final
+norm, head and soft-capping run through the model's own forward with every layer replaying the stream's end. Peak
+memory: one layer + the residual streams + embeddings/head, whatever the depth.
 
-Metrics that need the output with a block removed (ppl, finercut) carry one extra stream per candidate; when those
-streams do not fit in the stream budget the candidates are split into groups, one pass over the layers each.
-Taylor keeps every layer's input from one forward pass, then backpropagates layer by layer from the head down.
-Every layer sees exactly the inputs it sees in the in-memory path, so scores, and the choice, are the same.
+Passes with branches (ppl, finercut) carry one extra stream per branch; when those streams do not fit in the stream
+budget the branches are split into groups, one pass over the layers each. Backpropagation keeps every layer's input
+from one forward pass, then goes layer by layer from the head down. Every layer sees exactly the inputs it sees in
+the in-memory driver, so scores, and the choice, are the same.
 """
 
 from __future__ import annotations
 
 import contextlib
-import math
 import os
-from dataclasses import dataclass
 
-from ..errors import PlanError
+from .passes import Branch
 from .streamed_model import StreamBatch, StreamedModel, available_memory
 
 STREAMED_METRICS = ("block-influence", "angular", "ppl", "finercut", "taylor")
 
 
-@dataclass
-class Streamed:
-    """What a metric gets instead of a loaded model when scoring layer by layer."""
-
-    model: StreamedModel
-    batches: list[StreamBatch]
-    budget: int  # bytes for residual streams
-
-
 # ---------------------------------------------------------------- passes over the layers
-
-@dataclass(frozen=True)
-class Branch:
-    """A stream that follows the main one until `layer`, where it loses `block` (layer, attention or mlp)."""
-
-    layer: int
-    block: str = "layer"
-
 
 def stream_bytes(batches: list[StreamBatch]) -> int:
     return sum(b.embedded.numel() * b.embedded.element_size() for b in batches)
@@ -92,158 +74,79 @@ def layer_pass(sm: StreamedModel, batches: list[StreamBatch], *, attn: set[int] 
                 on_end(bi, main[bi], {br: s[bi] for br, s in side.items()}, ref[bi] if reference else None)
 
 
-# ---------------------------------------------------------------- the metrics, streamed
+# ---------------------------------------------------------------- the driver
 
-def _per_pass(sm, batches, budget: int, extra: int = 0) -> int:
-    one = max(1, stream_bytes(batches))
-    return max(1, budget // one - extra)
+class StreamingDriver:
+    """passes.Driver over a StreamedModel: every pass reads the layers from disk, one at a time."""
 
+    def __init__(self, model: StreamedModel, batches: list[StreamBatch], budget: int, progress: bool = False):
+        self.sm = model
+        self.batches = batches
+        self.budget = budget  # bytes for residual streams
+        self.progress = progress
+        self.arch = model.arch
+        self.num_layers = len(model.layers)
+        self.ids = [b.ids for b in batches]
 
-def block_influence(sm: StreamedModel, batches: list[StreamBatch], removed: tuple[int, ...], bar=None):
-    from .metrics import _cos_per_token
+    def _bar(self, desc: str):
+        from tqdm.auto import tqdm
 
-    n = len(sm.layers)
-    sums = [0.0] * n
-    count = sum(b.ids.numel() for b in batches)
+        return lambda iterable: tqdm(iterable, desc=f"{desc} (layer by layer)", disable=not self.progress,
+                                     leave=False)
 
-    def on_layer(i, bi, x, y):
-        sums[i] += float(_cos_per_token(x, y).sum())
-
-    drop = set(removed)
-    layer_pass(sm, batches, attn=drop, mlp=drop, on_layer=on_layer, bar=bar)
-    return [None if i in removed else 1.0 - sums[i] / count for i in range(n)]
-
-
-def angular_distances(sm: StreamedModel, batches: list[StreamBatch], block: int, bar=None):
-    import torch
-
-    from .metrics import _cos_per_token
-
-    n = len(sm.layers)
-    if block < 1 or block > n - 1:
-        raise PlanError(f"angular: block size {block} must be between 1 and {n - 1} (the final layer is kept)")
-    last = [[None] * (n + 1) for _ in batches]
-
-    def on_layer(i, bi, x, y):
-        last[bi][i] = x[:, -1]
-        last[bi][i + 1] = y[:, -1]
-
-    layer_pass(sm, batches, on_layer=on_layer, bar=bar)
-    sums = [0.0] * n
-    count = 0
-    for bi, batch in enumerate(batches):
-        count += batch.ids.shape[0]
-        for layer in range(n - block):
-            cos = _cos_per_token(last[bi][layer], last[bi][layer + block]).clamp(-1.0, 1.0)
-            sums[layer] += float((torch.arccos(cos) / math.pi).sum())
-    return [sums[i] / count if i + block <= n - 1 else None for i in range(n)]
-
-
-def ppl(sm: StreamedModel, batches: list[StreamBatch], removed: tuple[int, ...], budget: int, bar=None):
-    from .metrics import _nll_sum
-
-    n = len(sm.layers)
-    drop = set(removed)
-    candidates = [i for i in range(n) if i not in drop]
-    nll: dict[int, list[float]] = {i: [0.0] * len(batches) for i in candidates}
-    tokens = sum(b.ids[:, 1:].numel() for b in batches)
-
-    def on_end(bi, main, ends, ref):
-        for br, hidden in ends.items():
-            nll[br.layer][bi] = _nll_sum(sm.logits(batches[bi], hidden), batches[bi].ids)
-
-    for group in groups([Branch(i) for i in candidates], _per_pass(sm, batches, budget, extra=1)):
-        layer_pass(sm, batches, attn=drop, mlp=drop, branches=group, on_end=on_end, bar=bar)
-    out = []
-    for i in range(n):
-        if i in drop:
-            out.append(None)
-            continue
-        total = 0.0
-        for v in nll[i]:  # the in-memory path's order: batch by batch
-            total += v
-        out.append(math.exp(total / tokens))
-    return out
-
-
-def finercut(sm: StreamedModel, batches: list[StreamBatch], remove: int, distance: str, budget: int, bar=None,
-             step_bar=None, stop=None):
-    """FinerCut's greedy search, each step one pass (or a few) over the layers with one branch per candidate."""
-    from .metrics import _distance, finercut_plan_blocks, finercut_steps
-
-    n = len(sm.layers)
-    blocks, allowed = finercut_plan_blocks(sm.arch, n, remove)
-    attn: set[int] = set()
-    mlp: set[int] = set()
-    steps = []
-    steps_iter = finercut_steps(remove, stop, attn, mlp)
-    for _ in (step_bar(steps_iter) if step_bar else steps_iter):
-        candidates = [(k, b) for k in allowed for b in blocks if k not in (attn if b == "attention" else mlp)]
-        if not candidates:
-            break
-        per_batch: dict[tuple, list[float]] = {c: [0.0] * len(batches) for c in candidates}
+    def run(self, observer, *, attn=frozenset(), mlp=frozenset(), branches=(), reference: bool = False,
+            desc: str = "") -> None:
+        branches = list(branches)
+        on_layer = getattr(observer, "on_layer", None)
+        observer_end = getattr(observer, "on_end", None)
 
         def on_end(bi, main, ends, ref):
-            ref_logits = sm.logits(batches[bi], ref)
-            for br, hidden in ends.items():
-                per_batch[(br.layer, br.block)][bi] = (_distance(distance, ref_logits, sm.logits(batches[bi], hidden))
-                                                       * batches[bi].ids.shape[0])
+            batch = self.batches[bi]
+            ref_logits = self.sm.logits(batch, ref) if reference else None
+            observer_end(bi, ref_logits, ((br, self.sm.logits(batch, hidden)) for br, hidden in ends.items()))
+        extra = (1 if branches else 0) + (1 if reference else 0)  # the main stream's end, the reference stream
+        per_pass = max(1, self.budget // max(1, stream_bytes(self.batches)) - extra)
+        for g, group in enumerate(groups(branches, per_pass)):
+            layer_pass(self.sm, self.batches, attn=set(attn), mlp=set(mlp), branches=group, reference=reference,
+                       on_layer=on_layer if g == 0 else None, on_end=on_end if observer_end else None,
+                       bar=self._bar(desc))
 
-        branches = [Branch(k, b) for k, b in candidates]
-        for group in groups(branches, _per_pass(sm, batches, budget, extra=2)):
-            layer_pass(sm, batches, attn=attn, mlp=mlp, branches=group, reference=True, on_end=on_end, bar=bar)
-        total_n = sum(b.ids.shape[0] for b in batches)
-        scored = {}
-        for c, values in per_batch.items():
-            total = 0.0
-            for v in values:
-                total += v
-            scored[c] = total / total_n
-        best = min(candidates, key=lambda c: (scored[c], -c[0], c[1]))
-        (attn if best[1] == "attention" else mlp).add(best[0])
-        steps.append({"removed": {"layer": best[0], "block": best[1]}, "distance": scored[best],
-                      "candidates": [{"layer": k, "block": b, "distance": scored[(k, b)]} for k, b in candidates]})
-    return steps
+    def backward(self, removed: set[int], reduce, desc: str = "") -> list:
+        """One forward pass keeps every layer's input; then from the head down each layer is read again, its
+        input's gradient handed to the layer below."""
+        import torch
 
+        sm, batches, n = self.sm, self.batches, self.num_layers
+        drop = set(removed)
+        inputs: list[list] = [[] for _ in range(n)]
 
-def taylor(sm: StreamedModel, batches: list[StreamBatch], removed: tuple[int, ...], bar=None):
-    """Sum over a layer's weights of |dL/dW * W|, by backpropagating layer by layer: one forward pass keeps every
-    layer's input, then from the head down each layer is read again, its input's gradient handed to the layer
-    below. Each batch's loss is weighted by its share of the windows, as in memory."""
-    import torch
+        def on_layer(i, bi, x, y):
+            inputs[i].append(x)
 
-    n = len(sm.layers)
-    drop = set(removed)
-    inputs: list[list] = [[] for _ in range(n)]
-
-    def on_layer(i, bi, x, y):
-        inputs[i].append(x)
-
-    layer_pass(sm, batches, attn=drop, mlp=drop, on_layer=on_layer,
-               bar=(lambda it: bar(it)) if bar else None)
-    total = sum(b.ids.shape[0] for b in batches)
-    grads = []
-    for bi, batch in enumerate(batches):  # the last layer's output, recomputed with the head's gradient
-        with sm.layer(n - 1) as last, torch.no_grad():
-            end = inputs[n - 1][bi] if n - 1 in drop else sm.run(last, n - 1, batch, inputs[n - 1][bi])
-        end = end.detach().requires_grad_(True)
-        (sm.loss(batch, end) * batch.ids.shape[0] / total).backward()
-        grads.append(end.grad)
-    scores: list[float | None] = [None] * n
-    for i in (bar(range(n - 1, -1, -1)) if bar else range(n - 1, -1, -1)):
-        if i in drop:
-            continue  # a removed layer passes its gradient through unchanged
-        with sm.layer(i, trainable=True) as layer:
-            for bi, batch in enumerate(batches):
-                x = inputs[i][bi].detach().requires_grad_(True)
-                out = layer(x, *batch.calls[i].args, **batch.calls[i].kwargs)
-                (out[0] if isinstance(out, tuple) else out).backward(grads[bi])
-                grads[bi] = x.grad
-                inputs[i][bi] = None
-            with torch.no_grad():
-                scores[i] = sum(float((p.grad.float() * p.float()).abs().sum())
-                                for p in layer.parameters() if p.grad is not None)
-    return scores
+        bar = self._bar(desc)
+        layer_pass(sm, batches, attn=drop, mlp=drop, on_layer=on_layer, bar=bar)
+        total = sum(b.ids.shape[0] for b in batches)
+        grads = []
+        for bi, batch in enumerate(batches):  # the last layer's output, recomputed with the head's gradient
+            with sm.layer(n - 1) as last, torch.no_grad():
+                end = inputs[n - 1][bi] if n - 1 in drop else sm.run(last, n - 1, batch, inputs[n - 1][bi])
+            end = end.detach().requires_grad_(True)
+            (sm.loss(batch, end) * batch.ids.shape[0] / total).backward()
+            grads.append(end.grad)
+        scores: list = [None] * n
+        for i in bar(range(n - 1, -1, -1)):
+            if i in drop:
+                continue  # a removed layer passes its gradient through unchanged
+            with sm.layer(i, trainable=True) as layer:
+                for bi, batch in enumerate(batches):
+                    x = inputs[i][bi].detach().requires_grad_(True)
+                    out = layer(x, *batch.calls[i].args, **batch.calls[i].kwargs)
+                    (out[0] if isinstance(out, tuple) else out).backward(grads[bi])
+                    grads[bi] = x.grad
+                    inputs[i][bi] = None
+                with torch.no_grad():
+                    scores[i] = reduce(layer)
+        return scores
 
 
 def default_budget() -> int:
