@@ -319,3 +319,16 @@ def test_bf16_mixed_precision_on_a_cpu_trains_the_same_parameters(pruned_model, 
     assert moved and all(k.startswith(trained) for k in moved), moved
     assert {after[k].dtype for k in after} == {before[k].dtype for k in before}
     assert result.losses[-1] < result.losses[0]
+
+
+def test_frozen_prefix_replay_returns_what_the_models_loop_unpacks(alpaca_file, tmp_path):
+    """Falcon-H1's loop reads `layer(...)[0]`: a replayed frozen layer must return a tuple there too, or the second
+    epoch would train on the first row of every batch. Same weights with and without the replay."""
+    src = build_tiny_checkpoint(tmp_path / "src", "falcon_h1", num_layers=4)
+    prune(src, tmp_path / "pruned", drop_layers="1")
+    opts = fast(dataset=str(alpaca_file), max_steps=-1, epochs=2, last_k=1, batch_size=16, micro_batch_size=8)
+    cached = recover(tmp_path / "pruned", tmp_path / "cached", opts)
+    plain = recover(tmp_path / "pruned", tmp_path / "plain", opts.model_copy(update={"prefix_cache_gib": 0}))
+    assert cached.run.frozen_prefix_cache["replayed_batches"] > 0
+    a, b = tensors(tmp_path / "cached"), tensors(tmp_path / "plain")
+    assert all(torch.allclose(a[k], b[k], atol=1e-6) for k in a)

@@ -13,13 +13,14 @@ from __future__ import annotations
 
 import contextlib
 
+from ..scoring.forward import decoder_of, forwards_replaced, replaying
+
 
 class FrozenPrefixCache:
     """Per-row outputs of decoder layers [0, first) of `model`, replayed when a whole batch is cached."""
 
-    def __init__(self, model, first: int, path=None, tokens: int = 0):
-        from ..scoring.forward import decoder_of
-
+    def __init__(self, model, arch, first: int, path=None, tokens: int = 0):
+        self.arch = arch  # disk.architectures.Architecture: what a replaying layer returns
         self.layers = decoder_of(model).layers
         self.first = first
         self.store: dict[int, object] = {}
@@ -66,26 +67,23 @@ class FrozenPrefixCache:
 
         rows = [int(r) for r in row_ids]
         lengths = [int(n) for n in attention_mask.sum(dim=1)]
-        patched = []
+        stand_ins = []
         if all(r in self.store for r in rows):
             first = self.store[rows[0]]
             hidden = torch.zeros(len(rows), attention_mask.shape[1], first.shape[-1], dtype=first.dtype,
                                  device=first.device)
             for i, (row, n) in enumerate(zip(rows, lengths)):
                 hidden[i, :n] = self.store[row].to(hidden.device)
-            for layer in self.layers[: self.first]:
-                layer.forward = lambda *a, **k: hidden
-                patched.append(layer)
+            stand_ins = [(layer, replaying(self.arch, hidden)) for layer in self.layers[: self.first]]
             self.replayed += 1
         else:
             self._pending = (rows, lengths)
             self.computed += 1
         try:
-            yield
+            with forwards_replaced(stand_ins):
+                yield
         finally:
             self._pending = None
-            for layer in patched:
-                layer.__dict__.pop("forward", None)
 
     def close(self) -> None:
         self._hook.remove()

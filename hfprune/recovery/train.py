@@ -16,6 +16,7 @@ from dataclasses import dataclass
 from pathlib import Path
 
 from .. import __version__
+from ..disk.architectures import architecture_for
 from ..disk.checkpoint import copy_aux_files, read_config
 from ..disk.remote_code import MODELING_FILE, load_model, load_tokenizer
 from ..errors import DataError, PlanError, RecoveryError
@@ -421,7 +422,7 @@ def _prefix_cache(model, o: RecoverOptions, config: dict, train_layers, rows, wo
         folder.mkdir(parents=True, exist_ok=True)
         (folder / CHECKPOINTS_MARKER).write_text("training checkpoints written by hfprune recover\n")
         path.unlink(missing_ok=True)  # never replay a previous run's outputs
-    return FrozenPrefixCache(model, first, path=path, tokens=tokens), why
+    return FrozenPrefixCache(model, architecture_for(config), first, path=path, tokens=tokens), why
 
 
 def _trainer_class(kd: _TeacherSignal | None, prefix=None, tracker: "_Tracker | None" = None):

@@ -47,6 +47,37 @@ def layer_result(arch: Architecture, hidden):
     return (hidden,) if arch.layer_returns_tuple else hidden
 
 
+def replaying(arch: Architecture, hidden):
+    """A layer forward that computes nothing and returns `hidden` as the layer's output."""
+    return lambda *a, **k: layer_result(arch, hidden)
+
+
+def sub_block_stand_ins(layer, arch: Architecture, attention: bool, mlp: bool) -> list[tuple]:
+    """(module, forward) pairs that make a layer's removed sub-blocks add nothing to the residual stream: each
+    returns zeros (and post-norms of zero are zero), in the shape of output its layer's code unpacks."""
+    pairs = []
+    if attention:
+        pairs.append((getattr(layer, arch.attention_module), _zero_attention))
+    if mlp:
+        pair = arch.mlp_returns_tuple or getattr(layer, "is_moe_layer", False)
+        pairs.append((getattr(layer, arch.mlp_module), _zero_mlp_pair if pair else _zero_mlp))
+    return pairs
+
+
+@contextlib.contextmanager
+def forwards_replaced(pairs):
+    """Within the context each (module, forward) pair's module runs `forward` instead of its own."""
+    replaced = []
+    try:
+        for module, forward in pairs:
+            module.forward = forward
+            replaced.append(module)
+        yield
+    finally:
+        for module in replaced:
+            module.__dict__.pop("forward", None)
+
+
 class LayerStack:
     """A loaded causal LM seen as a stack of decoder layers with attention and FFN sub-blocks."""
 
@@ -61,28 +92,15 @@ class LayerStack:
     @contextlib.contextmanager
     def bypassed(self, drop=(), skip_attention=(), skip_mlp=(), replay_from: int | None = None, hidden_in=None):
         """Run with layers `drop` removed and sub-blocks skipped; with `replay_from=j`, layers < j return `hidden_in`."""
-        patched = []
-
-        def patch(module, fn):
-            module.forward = fn
-            patched.append(module)
-
-        try:
-            for i in drop:
-                patch(self.layers[i], lambda *a, **k: layer_result(self.arch, _hidden(a, k)))
-            for i in skip_attention:
-                patch(getattr(self.layers[i], self.arch.attention_module), _zero_attention)
-            for i in skip_mlp:
-                patch(getattr(self.layers[i], self.arch.mlp_module),
-                      _zero_mlp_pair if self.arch.mlp_returns_tuple or getattr(self.layers[i], "is_moe_layer", False)
-                      else _zero_mlp)
-            if replay_from is not None:
-                for i in range(replay_from):
-                    patch(self.layers[i], lambda *a, **k: layer_result(self.arch, hidden_in))
+        stand_ins = []
+        for i in drop:
+            stand_ins.append((self.layers[i], lambda *a, **k: layer_result(self.arch, _hidden(a, k))))
+        for i in set(skip_attention) | set(skip_mlp):
+            stand_ins += sub_block_stand_ins(self.layers[i], self.arch, i in skip_attention, i in skip_mlp)
+        if replay_from is not None:
+            stand_ins += [(self.layers[i], replaying(self.arch, hidden_in)) for i in range(replay_from)]
+        with forwards_replaced(stand_ins):
             yield self
-        finally:
-            for module in patched:
-                module.__dict__.pop("forward", None)
 
     def logits(self, input_ids, attention_mask=None, **bypass):
         """Next-token logits with the given bypasses (see `bypassed`)."""

@@ -15,7 +15,7 @@ from pathlib import Path
 
 from ..disk.checkpoint import Checkpoint
 from ..errors import CheckpointError
-from .forward import _zero_attention, _zero_mlp, _zero_mlp_pair, decoder_of, layer_result
+from .forward import decoder_of, forwards_replaced, layer_result, replaying, sub_block_stand_ins
 
 _TORCH_DTYPES = {"F32": "float32", "F16": "float16", "BF16": "bfloat16", "F64": "float64", "I64": "int64",
                  "I32": "int32", "I16": "int16", "I8": "int8", "U8": "uint8", "BOOL": "bool"}
@@ -338,43 +338,23 @@ class StreamedModel:
                                             requires_grad=False)
             _release_freed_memory()
 
-    @contextlib.contextmanager
     def _patched(self, forwards: dict):
-        try:
-            for i, fn in forwards.items():
-                self.layers[i].forward = fn
-            yield
-        finally:
-            for i in forwards:
-                self.layers[i].__dict__.pop("forward", None)
+        return forwards_replaced([(self.layers[i], fn) for i, fn in forwards.items()])
 
     def run(self, layer, i: int, batch: StreamBatch, hidden, skip_attention: bool = False, skip_mlp: bool = False):
         """Layer i on `hidden` with the batch's recorded arguments; skipped sub-blocks return zeros."""
         if skip_attention and skip_mlp:
             return hidden
-        patched = []
-        try:
-            if skip_attention:
-                module = getattr(layer, self.arch.attention_module)
-                module.forward = _zero_attention
-                patched.append(module)
-            if skip_mlp:
-                module = getattr(layer, self.arch.mlp_module)
-                pair = self.arch.mlp_returns_tuple or getattr(layer, "is_moe_layer", False)
-                module.forward = _zero_mlp_pair if pair else _zero_mlp
-                patched.append(module)
-            call = batch.calls[i]
+        call = batch.calls[i]
+        with forwards_replaced(sub_block_stand_ins(layer, self.arch, skip_attention, skip_mlp)):
             out = layer(hidden, *call.args, **call.kwargs)
-        finally:
-            for module in patched:
-                module.__dict__.pop("forward", None)
         return out[0] if isinstance(out, tuple) else out
 
     def loss(self, batch: StreamBatch, final_hidden):
         """The model's own LM loss on the stream's end (gradients flow back into `final_hidden`)."""
         import torch
 
-        replay = {i: (lambda *a, **k: layer_result(self.arch, final_hidden)) for i in range(len(self.layers))}
+        replay = {i: replaying(self.arch, final_hidden) for i in range(len(self.layers))}
         stand_in = torch.zeros_like(batch.embedded)
         with self._patched(replay):
             return self.model(inputs_embeds=stand_in, labels=batch.ids, use_cache=False).loss
@@ -383,7 +363,7 @@ class StreamedModel:
         """The model's own head (final norm, lm_head, soft-capping) on the stream's end."""
         import torch
 
-        replay = {i: (lambda *a, **k: layer_result(self.arch, final_hidden)) for i in range(len(self.layers))}
+        replay = {i: replaying(self.arch, final_hidden) for i in range(len(self.layers))}
         # every layer replays the stream's end, so the embedding's output is never used: zeros stand in for it
         stand_in = torch.zeros_like(batch.embedded)
         with self._patched(replay):
