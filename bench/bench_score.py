@@ -26,7 +26,7 @@ def main() -> None:
     import torch
     from transformers.utils import logging
 
-    from hfprune.disk.architectures import ARCHITECTURES
+    from hfprune.disk.model_types import ARCHITECTURES
     from hfprune.scoring.calibration import load_calibration
     from hfprune.scoring.forward import LayerStack
     from hfprune.scoring.in_memory import InMemoryDriver

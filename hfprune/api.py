@@ -118,7 +118,7 @@ def replace_blocks(folder: Path, ckpt: Checkpoint, plan: Plan, settings, *, prog
 
 def runtime_warnings(ckpt: Checkpoint, plan: Plan) -> list[str]:
     """Assumptions of other runtimes (llama.cpp's fixed layer periods) that `plan` breaks for this checkpoint."""
-    from .disk.architectures import base_model_type
+    from .disk.model_types import base_model_type
     from .disk.runtimes import period_warnings
 
     dec = ckpt.decoder_config

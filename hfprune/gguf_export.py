@@ -22,7 +22,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 
 from . import cache_root
-from .disk.architectures import SKIP_MODEL_TYPE_PREFIX
+from .disk.model_types import MODEL_TYPES, SKIP_MODEL_TYPE_PREFIX
 from .disk.checkpoint import Checkpoint
 from .errors import CheckpointError, ExportError, OutputExistsError
 from .workdir import atomic_file, check_not_input, check_writable_file
@@ -32,21 +32,9 @@ from .workdir import atomic_file, check_not_input, check_writable_file
 LLAMA_CPP_PYTHON = "0.3.36"
 OUTTYPES = ("f32", "f16", "bf16", "q8_0", "auto")
 
-# hfprune model type -> the config list that marks sliding-window layers, for loaders that read the per-layer array
-# (llama.cpp src/models/*.cpp: load_swa_pattern); the value marking a sliding layer
-SLIDING_ARRAYS = {
-    "gemma2": "sliding_attention",
-    "gemma3_text": "sliding_attention",
-    "gemma3": "sliding_attention",
-    "cohere2": "sliding_attention",
-    "exaone4": "sliding_attention",
-    "gpt_oss": "sliding_attention",
-    "olmo3": "sliding_attention",
-}
-# model types whose llama.cpp loader applies a sliding window at all (per-layer array, or phi3's all-layer SWA)
-SLIDING_SUPPORTED = set(SLIDING_ARRAYS) | {"phi3"}
-# llama.cpp hard-codes these periods (no metadata can move them): model type -> (config list, marker, period)
-FIXED_PERIODS = {"smollm3": ("no_rope_layers", 0, 4, "no-RoPE")}
+# the layer_types value of a sliding-window layer, in the per-layer array llama.cpp's loaders read
+# (src/models/*.cpp: load_swa_pattern)
+SLIDING_LAYER = "sliding_attention"
 
 
 @dataclass
@@ -129,11 +117,12 @@ def _model_type(ckpt: Checkpoint) -> str:
 
 def per_layer_metadata(model_type: str, decoder_config: dict) -> dict[str, list[bool]]:
     """{key suffix: per-layer values} that hfprune writes for this model (empty when the converter's are enough)."""
-    marker = SLIDING_ARRAYS.get(model_type)
+    known = MODEL_TYPES.get(model_type)
     types = decoder_config.get("layer_types")
-    if marker is None or not isinstance(types, list) or marker not in types:
+    if known is None or known.llama_cpp_sliding != "per-layer" or not isinstance(types, list) \
+            or SLIDING_LAYER not in types:
         return {}
-    return {"attention.sliding_window_pattern": [t == marker for t in types]}
+    return {"attention.sliding_window_pattern": [t == SLIDING_LAYER for t in types]}
 
 
 def gguf_blockers(ckpt: Checkpoint) -> list[str]:
@@ -145,9 +134,10 @@ def gguf_blockers(ckpt: Checkpoint) -> list[str]:
     if model_type.startswith(SKIP_MODEL_TYPE_PREFIX) or dec.get("per_layer_config"):
         out.append("it skips attention or FFN sub-blocks in some layers, which GGUF runtimes cannot express; "
                    "export a whole-layer plan (--drop-layers/--drop-last) instead")
-    spec = FIXED_PERIODS.get(base_type)
-    if spec is not None:
-        key, marker, period, what = spec
+    known = MODEL_TYPES.get(base_type)
+    spec = known.llama_cpp_period if known is not None else None
+    if spec is not None and spec.in_code:
+        key, marker, period, what = spec.config_list, spec.marker, spec.default, spec.what
         values = dec.get(key)
         n = ckpt.num_layers
         if isinstance(values, list) and len(values) == n:
@@ -170,7 +160,8 @@ def gguf_warnings(model_type: str, decoder_config: dict) -> list[str]:
     sliding = (isinstance(types, list) and "sliding_attention" in types) or (
         isinstance(types, list) is False and isinstance(window, int) and window > 0
         and decoder_config.get("use_sliding_window", True) is not False)
-    if not sliding or model_type in SLIDING_SUPPORTED:
+    known = MODEL_TYPES.get(model_type)
+    if not sliding or (known is not None and known.llama_cpp_sliding is not None):
         return []
     layers = ""
     if isinstance(types, list):

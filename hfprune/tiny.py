@@ -8,82 +8,29 @@ from __future__ import annotations
 
 from pathlib import Path
 
+from .disk.model_types import MODEL_TYPES
+
 TINY_VOCAB = 384
 
-_COMMON = dict(vocab_size=TINY_VOCAB, hidden_size=64, intermediate_size=128, num_attention_heads=4,
-               num_key_value_heads=2, max_position_embeddings=256,
-               pad_token_id=0, bos_token_id=1, eos_token_id=2)
+# the shape every tiny config starts from; each model type's own values are in disk/model_types.py
+TINY_SHAPE = dict(vocab_size=TINY_VOCAB, hidden_size=64, intermediate_size=128, num_attention_heads=4,
+                  num_key_value_heads=2, max_position_embeddings=256,
+                  pad_token_id=0, bos_token_id=1, eos_token_id=2)
 
-TINY_CONFIGS: dict[str, dict] = {
-    "llama": dict(_COMMON, model_type="llama", tie_word_embeddings=False),
-    "llama-tied": dict(_COMMON, model_type="llama", tie_word_embeddings=True),
-    "mistral": dict(_COMMON, model_type="mistral", sliding_window=8),
-    "qwen2": dict(_COMMON, model_type="qwen2", use_sliding_window=True, sliding_window=8, max_window_layers=3,
-                  tie_word_embeddings=True),
-    "qwen3": dict(_COMMON, model_type="qwen3", head_dim=16),
-    "gemma2": dict(_COMMON, model_type="gemma2", head_dim=16, sliding_window=8, query_pre_attn_scalar=16,
-                   attn_logit_softcapping=50.0, final_logit_softcapping=30.0),
-    "gemma3_text": dict(_COMMON, model_type="gemma3_text", head_dim=16, sliding_window=8, query_pre_attn_scalar=16,
-                        sliding_window_pattern=3),
-    "phi3": dict(_COMMON, model_type="phi3", num_key_value_heads=4),
-    "mixtral": dict(_COMMON, model_type="mixtral", num_local_experts=4, num_experts_per_tok=2),
-    "qwen2_moe": dict(_COMMON, model_type="qwen2_moe", num_experts=4, num_experts_per_tok=2, moe_intermediate_size=32,
-                      shared_expert_intermediate_size=64, decoder_sparse_step=2, mlp_only_layers=[4]),
-    "olmo2": dict(_COMMON, model_type="olmo2", num_key_value_heads=4),
-    "olmo3": dict(_COMMON, model_type="olmo3", num_key_value_heads=4, sliding_window=8),
-    "qwen3_moe": dict(_COMMON, model_type="qwen3_moe", head_dim=16, num_experts=4, num_experts_per_tok=2,
-                      moe_intermediate_size=32, decoder_sparse_step=1, mlp_only_layers=[0, 3]),
-    "smollm3": dict(_COMMON, model_type="smollm3", no_rope_layer_interval=3),
-    "granite": dict(_COMMON, model_type="granite", residual_multiplier=0.5, embedding_multiplier=2.0,
-                    logits_scaling=4.0, attention_multiplier=0.2),
-    "gemma": dict(_COMMON, model_type="gemma", head_dim=16),
-    "cohere": dict(_COMMON, model_type="cohere", logit_scale=0.5),
-    "phi": dict(_COMMON, model_type="phi", num_key_value_heads=4, partial_rotary_factor=0.5),
-    "gpt_neox": dict(_COMMON, model_type="gpt_neox", num_key_value_heads=4, rotary_pct=0.5),
-    "gpt_neox-sequential": dict(_COMMON, model_type="gpt_neox", num_key_value_heads=4, use_parallel_residual=False),
-    "deepseek_v3": dict(_COMMON, model_type="deepseek_v3", num_key_value_heads=4, n_routed_experts=4,
-                        num_experts_per_tok=2, first_k_dense_replace=2, moe_intermediate_size=32, q_lora_rank=32,
-                        kv_lora_rank=16, qk_rope_head_dim=8, qk_nope_head_dim=8, v_head_dim=16, n_group=1,
-                        topk_group=1, num_nextn_predict_layers=0),
-    "ernie4_5": dict(_COMMON, model_type="ernie4_5", head_dim=16),
-    "helium": dict(_COMMON, model_type="helium", head_dim=16),
-    "seed_oss": dict(_COMMON, model_type="seed_oss", head_dim=16),
-    "arcee": dict(_COMMON, model_type="arcee"),
-    "starcoder2": dict(_COMMON, model_type="starcoder2", sliding_window=8),
-    "stablelm": dict(_COMMON, model_type="stablelm", qk_layernorm=True),
-    "stablelm-parallel": dict(_COMMON, model_type="stablelm", use_parallel_residual=True),
-    "internlm3": dict(_COMMON, model_type="internlm3", head_dim=16),
-    "ministral": dict(_COMMON, model_type="ministral", head_dim=16, sliding_window=8,
-                      layer_types=["sliding_attention", "full_attention"] * 3),
-    "gpt_oss": dict(_COMMON, model_type="gpt_oss", head_dim=16, num_local_experts=4, num_experts_per_tok=2,
-                    sliding_window=8),
-    "glm4": dict(_COMMON, model_type="glm4", head_dim=16),
-    "glm4_moe": dict(_COMMON, model_type="glm4_moe", head_dim=16, n_routed_experts=4, num_experts_per_tok=2,
-                     n_shared_experts=1, moe_intermediate_size=32, first_k_dense_replace=2, n_group=1,
-                     topk_group=1),
-    "exaone4": dict(_COMMON, model_type="exaone4", head_dim=16, sliding_window=8, sliding_window_pattern=3),
-    "cohere2": dict(_COMMON, model_type="cohere2", head_dim=16, sliding_window=8, sliding_window_pattern=3),
-    "apertus": dict(_COMMON, model_type="apertus", head_dim=16),
-    "qwen3_next": dict(_COMMON, model_type="qwen3_next", head_dim=16, linear_num_value_heads=2,
-                       linear_num_key_heads=2, linear_key_head_dim=8, linear_value_head_dim=8,
-                       linear_conv_kernel_dim=4, num_experts=4, num_experts_per_tok=2, moe_intermediate_size=32,
-                       shared_expert_intermediate_size=32, full_attention_interval=3),
-    "qwen3_5_text": dict(_COMMON, model_type="qwen3_5_text", head_dim=16, linear_num_value_heads=2,
-                         linear_num_key_heads=2, linear_key_head_dim=8, linear_value_head_dim=8,
-                         linear_conv_kernel_dim=4, full_attention_interval=3),
-    "falcon_h1": dict(_COMMON, model_type="falcon_h1", head_dim=16, mamba_d_ssm=64, mamba_n_heads=4,
-                      mamba_d_head=16, mamba_d_state=8, mamba_n_groups=1, mamba_chunk_size=8, mamba_d_conv=4),
-    "llama4_text": dict(_COMMON, model_type="llama4_text", head_dim=16, num_local_experts=4, num_experts_per_tok=1,
-                        intermediate_size=64, intermediate_size_mlp=128, interleave_moe_layer_step=2,
-                        attention_chunk_size=8, no_rope_layer_interval=3),
-    # multimodal wrapper: a Gemma 3 decoder nested under text_config, with a one-layer vision tower
-    "gemma3": dict(model_type="gemma3", mm_tokens_per_image=4, image_token_index=5, boi_token_index=6,
-                   eoi_token_index=7,
-                   text_config=dict(_COMMON, head_dim=16, sliding_window=8, query_pre_attn_scalar=16,
-                                    sliding_window_pattern=3),
-                   vision_config=dict(hidden_size=32, intermediate_size=64, num_hidden_layers=1,
-                                      num_attention_heads=2, image_size=28, patch_size=14)),
-}
+
+def _tiny_configs() -> dict[str, dict]:
+    """Variant name -> full config values (model_type included) of every model type's tiny configs."""
+    out = {}
+    for name, known in MODEL_TYPES.items():
+        for variant, values in known.tiny.items():
+            if "text_config" in values:  # a multimodal wrapper: the tiny shape is the nested decoder's
+                out[variant] = dict(values, model_type=name, text_config=dict(TINY_SHAPE, **values["text_config"]))
+            else:
+                out[variant] = dict(TINY_SHAPE, model_type=name, **values)
+    return out
+
+
+TINY_CONFIGS: dict[str, dict] = _tiny_configs()
 
 DEMO_TEXT = (
     "Pruning removes decoder layers from a language model. The last layers of a deep network often change the "

@@ -328,7 +328,7 @@ def test_frozen_prefix_replay_returns_what_the_models_loop_unpacks(alpaca_file, 
     prune(src, tmp_path / "pruned", drop_layers="1")
     opts = fast(dataset=str(alpaca_file), max_steps=-1, epochs=2, last_k=1, batch_size=16, micro_batch_size=8)
     cached = recover(tmp_path / "pruned", tmp_path / "cached", opts)
-    plain = recover(tmp_path / "pruned", tmp_path / "plain", opts.model_copy(update={"prefix_cache_gib": 0}))
+    recover(tmp_path / "pruned", tmp_path / "plain", opts.model_copy(update={"prefix_cache_gib": 0}))
     assert cached.run.frozen_prefix_cache["replayed_batches"] > 0
     a, b = tensors(tmp_path / "cached"), tensors(tmp_path / "plain")
     assert all(torch.allclose(a[k], b[k], atol=1e-6) for k in a)

@@ -119,7 +119,7 @@ def _linear_block_model(seed=0):
 
 
 def test_the_fit_recovers_a_block_that_is_linear_by_construction():
-    from hfprune.disk.architectures import ARCHITECTURES
+    from hfprune.disk.model_types import ARCHITECTURES
     from hfprune.plan import Plan
     from hfprune.scoring.forward import LayerStack
     from hfprune.scoring.linear_fit import Block, fit_in_memory

@@ -5,7 +5,7 @@ import torch
 from transformers import AutoModelForCausalLM
 
 from hfprune.api import prune
-from hfprune.disk.architectures import ARCHITECTURES
+from hfprune.disk.model_types import ARCHITECTURES
 from hfprune.errors import CheckpointError
 from hfprune.tiny import TINY_CONFIGS
 

@@ -9,7 +9,8 @@ from dataclasses import dataclass
 from pathlib import Path
 
 from ..errors import CheckpointError
-from .architectures import Architecture, architecture_for
+from .architectures import Architecture
+from .model_types import architecture_for
 from .safetensors_io import SafetensorsFile, read_header
 
 INDEX_NAME = "model.safetensors.index.json"

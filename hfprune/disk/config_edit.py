@@ -11,7 +11,8 @@ import copy
 
 from ..errors import CheckpointError
 from ..plan import Plan
-from .architectures import SKIP_MODEL_TYPE_PREFIX, Architecture, base_model_type
+from .architectures import Architecture
+from .model_types import SKIP_MODEL_TYPE_PREFIX, base_model_type
 from .remote_code import AUTO_MAP, SKIP_MODEL_CLASS
 
 # One entry per element of the layer stack.

@@ -16,7 +16,7 @@ from functools import lru_cache
 from pathlib import Path
 
 from ..errors import CheckpointError
-from .architectures import ARCHITECTURES, SKIP_MODEL_TYPE_PREFIX
+from .model_types import MODEL_TYPES, SKIP_MODEL_TYPE_PREFIX
 
 MODELING_FILE = "modeling_hfprune.py"
 SKIP_CONFIG_CLASS = "HfprunePrunedConfig"
@@ -34,56 +34,15 @@ def _identifier(value: str, what: str, pattern=_IDENTIFIER) -> str:
     return value
 
 
-# transformers' names for each text-only base type that can carry a skip map: (models/ folder, config class, causal
-# LM class). Kept as data so that a skip-map prune does not import transformers (seconds and ~250 MB); a test
-# checks every row against transformers' own registries.
-CLASS_NAMES = {
-    "cohere": ("cohere", "CohereConfig", "CohereForCausalLM"),
-    "deepseek_v3": ("deepseek_v3", "DeepseekV3Config", "DeepseekV3ForCausalLM"),
-    "gemma": ("gemma", "GemmaConfig", "GemmaForCausalLM"),
-    "gemma2": ("gemma2", "Gemma2Config", "Gemma2ForCausalLM"),
-    "gemma3_text": ("gemma3", "Gemma3TextConfig", "Gemma3ForCausalLM"),
-    "gpt_neox": ("gpt_neox", "GPTNeoXConfig", "GPTNeoXForCausalLM"),
-    "granite": ("granite", "GraniteConfig", "GraniteForCausalLM"),
-    "llama": ("llama", "LlamaConfig", "LlamaForCausalLM"),
-    "mistral": ("mistral", "MistralConfig", "MistralForCausalLM"),
-    "mixtral": ("mixtral", "MixtralConfig", "MixtralForCausalLM"),
-    "olmo2": ("olmo2", "Olmo2Config", "Olmo2ForCausalLM"),
-    "olmo3": ("olmo3", "Olmo3Config", "Olmo3ForCausalLM"),
-    "phi": ("phi", "PhiConfig", "PhiForCausalLM"),
-    "phi3": ("phi3", "Phi3Config", "Phi3ForCausalLM"),
-    "qwen2": ("qwen2", "Qwen2Config", "Qwen2ForCausalLM"),
-    "qwen2_moe": ("qwen2_moe", "Qwen2MoeConfig", "Qwen2MoeForCausalLM"),
-    "qwen3": ("qwen3", "Qwen3Config", "Qwen3ForCausalLM"),
-    "qwen3_moe": ("qwen3_moe", "Qwen3MoeConfig", "Qwen3MoeForCausalLM"),
-    "smollm3": ("smollm3", "SmolLM3Config", "SmolLM3ForCausalLM"),
-    "ernie4_5": ("ernie4_5", "Ernie4_5Config", "Ernie4_5ForCausalLM"),
-    "helium": ("helium", "HeliumConfig", "HeliumForCausalLM"),
-    "seed_oss": ("seed_oss", "SeedOssConfig", "SeedOssForCausalLM"),
-    "arcee": ("arcee", "ArceeConfig", "ArceeForCausalLM"),
-    "starcoder2": ("starcoder2", "Starcoder2Config", "Starcoder2ForCausalLM"),
-    "stablelm": ("stablelm", "StableLmConfig", "StableLmForCausalLM"),
-    "ministral": ("ministral", "MinistralConfig", "MinistralForCausalLM"),
-    "gpt_oss": ("gpt_oss", "GptOssConfig", "GptOssForCausalLM"),
-    "glm4": ("glm4", "Glm4Config", "Glm4ForCausalLM"),
-    "glm4_moe": ("glm4_moe", "Glm4MoeConfig", "Glm4MoeForCausalLM"),
-    "exaone4": ("exaone4", "Exaone4Config", "Exaone4ForCausalLM"),
-    "cohere2": ("cohere2", "Cohere2Config", "Cohere2ForCausalLM"),
-    "apertus": ("apertus", "ApertusConfig", "ApertusForCausalLM"),
-    "qwen3_next": ("qwen3_next", "Qwen3NextConfig", "Qwen3NextForCausalLM"),
-    "qwen3_5_text": ("qwen3_5", "Qwen3_5TextConfig", "Qwen3_5ForCausalLM"),
-    "llama4_text": ("llama4", "Llama4TextConfig", "Llama4ForCausalLM"),
-}
-
-
 @lru_cache(maxsize=None)
 def modeling_code(base_model_type: str) -> str:
     """The exact text of the modeling file hfprune ships for skip-map checkpoints of `base_model_type`."""
-    arch = ARCHITECTURES.get(base_model_type)
-    if arch is None or arch.text_config_key or base_model_type not in CLASS_NAMES:
+    known = MODEL_TYPES.get(base_model_type)
+    if known is None or known.layout.text_config_key or known.classes is None:
         raise CheckpointError(f"attention/FFN skips are not supported for model type {base_model_type!r}; "
                               "drop whole layers instead")
-    folder, config_class, model_class = CLASS_NAMES[base_model_type]
+    arch = known.layout
+    folder, config_class, model_class = known.classes
     _identifier(folder, "module")
     for name in (*arch.attention, *arch.mlp):
         _identifier(name, "module name")
@@ -104,7 +63,7 @@ def skip_base(model_type: str) -> str | None:
     """'hfprune_llama' -> 'llama' for a known base type; None for anything else."""
     if isinstance(model_type, str) and model_type.startswith(SKIP_MODEL_TYPE_PREFIX):
         base = model_type[len(SKIP_MODEL_TYPE_PREFIX):]
-        if base in ARCHITECTURES:
+        if base in MODEL_TYPES:
             return base
     return None
 

@@ -11,25 +11,15 @@ silently runs some layers with the wrong attention type or positions.
 from __future__ import annotations
 
 from ..plan import Plan
-
-# model type -> (config list, value that marks the periodic layer, what it is, config keys of the period, default)
-PERIODIC = {
-    "gemma2": ("layer_types", "full_attention", "full-attention", (), 2),
-    "gemma3_text": ("layer_types", "full_attention", "full-attention", ("sliding_window_pattern",
-                                                                         "_sliding_window_pattern"), 6),
-    "gemma3": ("layer_types", "full_attention", "full-attention", ("sliding_window_pattern",
-                                                                    "_sliding_window_pattern"), 6),
-    "cohere2": ("layer_types", "full_attention", "full-attention", ("sliding_window_pattern",), 4),
-    "smollm3": ("no_rope_layers", 0, "no-RoPE", ("no_rope_layer_interval",), 4),
-}
-
+from .model_types import MODEL_TYPES
 
 def period_warnings(model_type: str, decoder_config: dict, plan: Plan) -> list[str]:
     """One line per runtime assumption the plan breaks (empty when it keeps every period or the model has none)."""
-    spec = PERIODIC.get(model_type)
+    known = MODEL_TYPES.get(model_type)
+    spec = known.llama_cpp_period if known is not None else None
     if spec is None or not plan.drop_layers:
         return []
-    key, marker, what, period_keys, default = spec
+    key, marker, what, period_keys, default = spec.config_list, spec.marker, spec.what, spec.period_keys, spec.default
     period = next((decoder_config[k] for k in period_keys if isinstance(decoder_config.get(k), int)), default)
     n = plan.num_layers
     if period < 2:
@@ -49,7 +39,7 @@ def period_warnings(model_type: str, decoder_config: dict, plan: Plan) -> list[s
     hint = (f"e.g. --drop-layers {start}-{start + whole - 1} ({whole} layers)" if start >= 0 and n % period == 0
             else f"remove whole aligned blocks of {period} layers")
     layers = f"{', '.join(map(str, wrong[:8]))}{'...' if len(wrong) > 8 else ''}"
-    if what == "full-attention":  # llama.cpp reads a per-layer array when one is written
+    if not spec.in_code:  # llama.cpp reads a per-layer array when one is written
         return [f"llama.cpp's converter assumes a {what} layer every {period} layers of {model_type}; after this plan "
                 f"layers {layers} break that period, so a plain convert_hf_to_gguf.py conversion would run them "
                 f"wrongly (transformers is exact). `hfprune export-gguf` writes the per-layer pattern that llama.cpp "

@@ -15,7 +15,7 @@ from .. import __version__
 from ..errors import CheckpointError
 from ..plan import Plan
 from ..workdir import PROVENANCE_FILE, check_output, staged_folder
-from .architectures import base_model_type
+from .model_types import base_model_type
 from .checkpoint import INDEX_NAME, SINGLE_NAME, Checkpoint, copy_aux_files
 from .config_edit import edit_config
 from .remote_code import skip_base, write_modeling_file

@@ -16,7 +16,7 @@ from dataclasses import dataclass
 from pathlib import Path
 
 from .. import __version__
-from ..disk.architectures import architecture_for
+from ..disk.model_types import architecture_for
 from ..disk.checkpoint import copy_aux_files, read_config
 from ..disk.remote_code import MODELING_FILE, load_model, load_tokenizer
 from ..errors import DataError, PlanError, RecoveryError
