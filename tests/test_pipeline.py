@@ -136,16 +136,18 @@ def test_resume_after_a_kill_skips_finished_stages(tiny_checkpoints, tmp_path, m
 
     src = build_tiny_checkpoint(tmp_path / "src", "llama", num_layers=4)
     recipe = _local_recipe(src)
-    original = Pipeline._evaluate
+    from hfprune.pipeline import stages
 
-    def killed(self, *a):
+    original = stages.eval_stage
+
+    def killed(*a):
         raise KeyboardInterrupt
 
-    monkeypatch.setattr(Pipeline, "_evaluate", killed)
+    monkeypatch.setattr(stages, "eval_stage", killed)
     with pytest.raises(KeyboardInterrupt):
         Pipeline(recipe, tmp_path / "w", eval_cache=tmp_path / "ec", echo=lambda *_: None).run()
     pruned_inode = (tmp_path / "w" / "pruned" / "model.safetensors").stat().st_ino
-    monkeypatch.setattr(Pipeline, "_evaluate", original)
+    monkeypatch.setattr(stages, "eval_stage", original)
     calls = []
     import hfprune.disk.surgery as surgery
 

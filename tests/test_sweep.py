@@ -7,7 +7,7 @@ import pytest
 from huggingface_hub import ModelCard
 
 from hfprune.cli import main
-from hfprune.sweep import pareto_front
+from hfprune.pipeline.sweep import pareto_front
 
 TASKS = ["--tasks", "hfprune_demo_mc", "--limit", "6"]
 

@@ -107,7 +107,7 @@ def _size_only_default(recipe, args):
 def _push_from_sweep(args) -> int:
     from ..errors import RecipeError
     from ..pipeline import Pipeline
-    from ..sweep import from_sweep
+    from ..pipeline.sweep import from_sweep
     from ..workdir import remove_hfprune_folder
 
     if not (args.from_sweep and args.entry):

@@ -44,7 +44,7 @@ def _cmd_sweep(args) -> int:
 
     from ..hub import parse_source
     from ..settings import Recipe, RecipeError
-    from ..sweep import run_sweep
+    from ..pipeline.sweep import run_sweep
 
     recipe = Recipe.load(args.recipe) if args.recipe else Recipe()
     source = args.source or recipe.source
@@ -53,7 +53,7 @@ def _cmd_sweep(args) -> int:
     recipe = recipe.override(**{
         **calibration_overrides(args), "recover.dataset": args.dataset, **recovery_overrides(args),
         **eval_overrides(args)})
-    from ..sweep import Size
+    from ..pipeline.sweep import Size
 
     size = Size(remove=args.remove, target_params=args.target_params)
     name = parse_source(source)[0].rstrip("/").split("/")[-1]

@@ -13,10 +13,10 @@ import json
 from dataclasses import dataclass, field
 from pathlib import Path
 
-from .errors import OutputExistsError, RecipeError, UnsafeOutputError
-from .settings import RECOVERY_METHODS as _METHODS
-from .settings import Recipe
-from .workdir import LOCK_FILE, check_not_input, work_dir_lock, write_json, write_text
+from ..errors import OutputExistsError, RecipeError, UnsafeOutputError
+from ..settings import RECOVERY_METHODS as _METHODS
+from ..settings import Recipe
+from ..workdir import LOCK_FILE, check_not_input, work_dir_lock, write_json, write_text
 
 SWEEP_FILE = "sweep.json"
 RESULTS_JSON = "results.json"
@@ -54,9 +54,9 @@ class Size:
     def tag(self) -> str:
         if self.remove is not None:
             return f"remove{self.remove}"
-        from .pipeline import _target_tag
+        from .naming import target_tag
 
-        return f"p{_target_tag(self.target_params)}"
+        return f"p{target_tag(self.target_params)}"
 
     def to_dict(self) -> dict:
         return {"remove": self.remove, "target_params": self.target_params}
@@ -78,7 +78,7 @@ def parse_list(text: str | list | None, what: str) -> list[str]:
 
 def plan_sweep(base: Recipe, source: str, size, metrics, methods, replace="none") -> dict[str, Recipe]:
     """{entry name: recipe} for every metric x replacement x method, validated before any work."""
-    from .scoring.metrics import METRICS
+    from ..scoring.metrics import METRICS
 
     size = Size.coerce(size)
     metrics = parse_list(metrics, "--metrics")
@@ -106,14 +106,14 @@ def plan_sweep(base: Recipe, source: str, size, metrics, methods, replace="none"
 
 def check_remove(source: str, size, metrics: list[str], token: str | None = None) -> int:
     """Refuse a removal the model cannot take, from its headers alone; return its layer count."""
-    from .api import inspect_source
-    from .scoring.metrics import METRICS
+    from ..api import inspect_source
+    from ..scoring.metrics import METRICS
 
     size = Size.coerce(size)
     _, ckpt = inspect_source(source, token=token)
     n = ckpt.num_layers
     if size.remove is None:
-        from .sizing import params_to_remove, sizes
+        from ..sizing import params_to_remove, sizes
 
         params_to_remove(size.target_params, sizes(ckpt).total)
         return n
@@ -146,7 +146,7 @@ def run_sweep(base: Recipe, source: str, size, metrics, methods, work_dir: str |
 
 def _run(work, source, size, recipes, resume, overwrite, token, progress, trust_remote_code, echo, eval_cache,
          score_cache) -> SweepResult:
-    from .pipeline import Pipeline
+    from .run import Pipeline
 
     _prepare(work, source, size, recipes, resume, overwrite)
     result = SweepResult(work)

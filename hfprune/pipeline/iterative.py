@@ -12,7 +12,7 @@ from pathlib import Path
 
 from ..errors import PlanError
 from ..plan import Plan
-from .metrics import get_metric
+from ..scoring.metrics import get_metric
 
 
 def iterative_prune(source: Path, output: Path, *, score_options, step: int, recover_options, work: Path,
@@ -24,7 +24,7 @@ def iterative_prune(source: Path, output: Path, *, score_options, step: int, rec
     from ..disk.checkpoint import Checkpoint
     from ..disk.surgery import prune_checkpoint
     from ..recovery.train import recover
-    from .score import score
+    from ..scoring.score import score
 
     metric = get_metric(score_options.metric)
     if metric.kind != "layer":
