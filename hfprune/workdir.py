@@ -23,6 +23,8 @@ from .errors import OutputExistsError, UnsafeOutputError
 PROVENANCE_FILE = "hfprune.json"  # in every checkpoint hfprune writes
 WORKDIR_MARKER = ".hfprune-workdir"  # in every pipeline work dir
 CHECKPOINTS_MARKER = ".hfprune-checkpoints"  # in a recovery's training-checkpoint folder
+# marks a training checkpoint that Trainer finished writing: only those are resumed from
+COMPLETE_MARKER = "hfprune-complete"
 MARKERS = (PROVENANCE_FILE, WORKDIR_MARKER, CHECKPOINTS_MARKER)
 _OWNER = ".hfprune-owner"
 

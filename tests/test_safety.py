@@ -164,7 +164,8 @@ def test_recover_never_destroys_its_input(tmp_path, src, capsys):
 # ---------------------------------------------------------------- 3. interrupted runs and resumes
 
 def test_resume_uses_the_newest_complete_checkpoint(tmp_path, src):
-    from hfprune.recovery.train import COMPLETE_MARKER, checkpoints_dir, recover
+    from hfprune.recovery.train import checkpoints_dir, recover
+    from hfprune.workdir import COMPLETE_MARKER
     from hfprune.settings import RecoverOptions
 
     (tmp_path / "data.jsonl").write_text("".join(json.dumps({"instruction": f"Count to {i}.", "output": "1 2 3"}) + "\n"

@@ -11,7 +11,6 @@ from __future__ import annotations
 import json
 import os
 import shutil
-import time
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -23,6 +22,7 @@ from ..errors import DataError, PlanError, RecoveryError
 from ..settings import RecoverOptions
 from ..workdir import (
     CHECKPOINTS_MARKER,
+    COMPLETE_MARKER,
     PROVENANCE_FILE,
     check_not_input,
     check_output,
@@ -33,7 +33,6 @@ from .record import RecoveryRun
 from .instructions import (
     IGNORE_INDEX,
     load_examples,
-    pad_rows,
     resolve_dataset,
     tokenize_example,
 )
@@ -72,47 +71,95 @@ def recover(model_path: str | Path, output: str | Path, options: RecoverOptions,
             teacher_source=None, callbacks: list | None = None) -> RecoverResult:
     """Fine-tune the checkpoint at `model_path` and write the healed checkpoint to `output`.
 
-    Distillation (a *-kd method, or answers="teacher") caches the teacher's answers and stored logits in
+    Distillation (a KD objective, or answers="teacher") caches the teacher's answers and stored logits in
     `cache_dir` (default: hfprune's cache folder), keyed by the teacher and the data. `teacher_source` (a
     resolved hub.Source) is the teacher when options.teacher is not set: the pipeline's dense source.
     `callbacks`: more transformers TrainerCallbacks for the run (a caller's logging, or a test's interruption).
-    """
-    model_path, output = Path(model_path), Path(output)
-    validate_options(options)
-    rank, world_size = world()
-    ckpt_dir = checkpoints_dir(output)
-    check_output(output, overwrite, {"model": model_path})
-    check_not_input(ckpt_dir, {"model": model_path}, "checkpoint folder")
-    config = read_config(model_path)
-    num_layers = config.get("num_hidden_layers") or config.get("text_config", {}).get("num_hidden_layers")
-    method = options.method
-    train_layers = _train_layers(options, num_layers) if method == "partial" else None
-    if resume and not last_complete_checkpoint(ckpt_dir):
-        raise RecoveryError(f"--resume: no checkpoint to resume in {ckpt_dir} (none was completely written); run without --resume to start")
-    sharding = [k for k in ("ACCELERATE_USE_FSDP", "ACCELERATE_USE_DEEPSPEED") if os.environ.get(k, "").lower() == "true"]
-    if sharding and method != "partial":
-        raise RecoveryError(f"--method {options.label} under {'FSDP' if 'FSDP' in sharding[0] else 'DeepSpeed'}: "
-                            "hfprune merges LoRA adapters into full weights, which it does not gather from shards "
-                            "yet; use partial, or data parallel (accelerate launch --multi_gpu) where each GPU holds "
-                            "the model")
-    if not resume and rank == 0:
-        remove_hfprune_folder(ckpt_dir)  # refuses a folder hfprune did not write (the other ranks wait in _train)
 
+    Phases: check the run, load the teacher and the training rows, set up the student, train, judge and record
+    the run, merge and save.
+    """
     import torch
 
-    if method == "qlora":
-        _require_qlora()
-    teacher = None
-    if is_distillation(options) or options.answers == "teacher":
-        from .distill import resolve_teacher
-
-        teacher = resolve_teacher(options.teacher or teacher_source, model_path)
+    model_path, output = Path(model_path), Path(output)
+    rank, world_size = world()
+    ckpt_dir, config, train_layers = _check_run(model_path, output, options, overwrite, resume, rank)
     if cache_dir is None:
         from .. import cache_root
 
         cache_dir = cache_root() / "distill"
     bf16, precision_note = _mixed_precision(options)
     train_dtype = torch.bfloat16 if bf16 else torch.float32
+    teacher = None
+    if is_distillation(options) or options.answers == "teacher":
+        from .distill import resolve_teacher
+
+        teacher = resolve_teacher(options.teacher or teacher_source, model_path)
+    tokenizer, rows, prompt, skipped = _training_rows(model_path, options, teacher, cache_dir, train_dtype, progress,
+                                                      echo)
+    kd = None
+    if is_distillation(options):  # before the student loads: stored logits never share memory with it
+        kd = _teacher_signal(teacher, rows, options, cache_dir, train_dtype, progress, echo)
+    model, tied, total, trainable = _student(model_path, options, config, train_layers, bf16)
+
+    steps, warmup, warnings = schedule(options, len(rows))
+    if precision_note:
+        warnings.append(precision_note)
+    if skipped:
+        warnings.append(f"{skipped} rows of {options.dataset} were skipped: their instruction or response is empty")
+    prefix, prefix_note = _prefix_cache(model, options, config, train_layers, rows, world_size, ckpt_dir)
+    tracker, resumed_from = _train(model, tokenizer, rows, options, warmup, ckpt_dir, resume, progress,
+                                   callbacks or [], kd, prefix, bf16)
+    trend = _loss_trend_warning(tracker.losses)
+    if trend:
+        warnings.append(trend)
+    run = _run_record(options, tracker, steps, warmup, prompt, len(rows), warnings, world_size, bf16, prefix,
+                      prefix_note, teacher, kd)
+    if prefix is not None:
+        prefix.close()
+    model.eval()  # no dropout from here on: merging and saving see the deterministic network
+    result = RecoverResult(output, trainable, total, tracker.losses, tracker.tokens_per_s(), tied, train_layers,
+                           resumed_from, run, warnings, main_process=rank == 0)
+    if rank != 0:  # data parallel: every rank holds the same weights; rank 0 writes them
+        return result
+    if options.method != "partial":
+        model = _merge(model, model_path, options, ckpt_dir)
+    _save(model, model_path, output, config, options, tied, train_layers, overwrite, run, tracker.state_dict)
+    shutil.rmtree(ckpt_dir, ignore_errors=True)
+    return result
+
+
+# ---------------------------------------------------------------- the phases
+
+def _check_run(model_path: Path, output: Path, options: RecoverOptions, overwrite: bool, resume: bool,
+               rank: int) -> tuple[Path, dict, list[int] | None]:
+    """(training-checkpoint folder, config, layers partial fine-tuning trains) once every refusal is passed."""
+    validate_options(options)
+    ckpt_dir = checkpoints_dir(output)
+    check_output(output, overwrite, {"model": model_path})
+    check_not_input(ckpt_dir, {"model": model_path}, "checkpoint folder")
+    config = read_config(model_path)
+    num_layers = config.get("num_hidden_layers") or config.get("text_config", {}).get("num_hidden_layers")
+    train_layers = _train_layers(options, num_layers) if options.method == "partial" else None
+    if resume and not last_complete_checkpoint(ckpt_dir):
+        raise RecoveryError(f"--resume: no checkpoint to resume in {ckpt_dir} (none was completely written); run "
+                            "without --resume to start")
+    sharding = [k for k in ("ACCELERATE_USE_FSDP", "ACCELERATE_USE_DEEPSPEED") if os.environ.get(k, "").lower() == "true"]
+    if sharding and options.method != "partial":
+        raise RecoveryError(f"--method {options.label} under {'FSDP' if 'FSDP' in sharding[0] else 'DeepSpeed'}: "
+                            "hfprune merges LoRA adapters into full weights, which it does not gather from shards "
+                            "yet; use partial, or data parallel (accelerate launch --multi_gpu) where each GPU holds "
+                            "the model")
+    if options.method == "qlora":
+        _require_qlora()
+    if not resume and rank == 0:
+        remove_hfprune_folder(ckpt_dir)  # refuses a folder hfprune did not write (the other ranks wait in _train)
+    return ckpt_dir, config, train_layers
+
+
+def _training_rows(model_path: Path, options: RecoverOptions, teacher, cache_dir: Path, train_dtype, progress: bool,
+                   echo) -> tuple[object, list[dict], str, int]:
+    """(tokenizer, tokenized rows with their row index, the prompt format, rows skipped as empty)."""
     tokenizer = load_tokenizer(model_path, options.trust_remote_code)
     if tokenizer.pad_token_id is None:
         tokenizer.pad_token = tokenizer.eos_token
@@ -133,17 +180,20 @@ def recover(model_path: str | Path, output: str | Path, options: RecoverOptions,
         r["row"] = i  # stored teacher logits are looked up by row
     if not rows:
         raise DataError(f"every example of {options.dataset} has its response cut off by --max-length {max_length}")
+    return tokenizer, rows, prompt, skipped
 
-    kd = None
-    if is_distillation(options):  # before the student loads: stored logits never share memory with it
-        kd = _teacher_signal(teacher, rows, options, cache_dir, train_dtype, progress, echo)
+
+def _student(model_path: Path, options: RecoverOptions, config: dict, train_layers, bf16: bool):
+    """(model set up for training, how tied embeddings are handled, total and trainable parameter counts)."""
+    import torch
+
     # frozen weights are loaded in the checkpoint's own dtype (bf16 mode: bf16 for a bf16 checkpoint), never
     # rounded: a float32 checkpoint trained in bf16 mode keeps float32 weights and autocasts its matmuls
     stored = str(config.get("dtype") or config.get("torch_dtype") or "float32")
     load_dtype = getattr(torch, stored) if bf16 and stored in ("bfloat16", "float16") else torch.float32
     model, tied = _load_for_training(model_path, options, config, load_dtype)
     total = sum(p.numel() for p in model.parameters())
-    if method == "partial":
+    if options.method == "partial":
         tied = _setup_partial(model, train_layers, options.tied_embeddings, config)
     else:
         model = _setup_lora(model, options)
@@ -153,36 +203,38 @@ def recover(model_path: str | Path, output: str | Path, options: RecoverOptions,
             # master weights in fp32: a 1e-5 step is below bf16's resolution for most weights (autocast keeps
             # the matmuls in bf16); the frozen rest stays in the low-precision dtype
             p.data = p.data.float()
+    return model, tied, total, trainable
 
-    steps, warmup, warnings = schedule(options, len(rows))
-    if precision_note:
-        warnings.append(precision_note)
-    if skipped:
-        warnings.append(f"{skipped} rows of {options.dataset} were skipped: their instruction or response is empty")
-    prefix, prefix_note = _prefix_cache(model, options, config, train_layers, rows, world_size, ckpt_dir)
-    tracker, resumed_from = _train(model, tokenizer, rows, options, warmup, ckpt_dir, resume, progress,
-                                   callbacks or [], kd, prefix, bf16)
+
+def _loss_trend_warning(losses: list[float]) -> str | None:
+    if len(losses) < 2:
+        return None
+    k = max(1, len(losses) // 10)  # per-step losses are noisy: compare the first and last tenth of the run
+    first, last = sum(losses[:k]) / k, sum(losses[-k:]) / k
+    if last >= first * (1 - 1e-3):
+        return (f"the training loss did not go down ({first:.4f} -> {last:.4f} over {len(losses)} logged steps): "
+                "the run healed nothing; raise --lr or train longer")
+    return None
+
+
+def _run_record(options: RecoverOptions, tracker, steps: int, warmup: int, prompt: str, examples: int,
+                warnings: list[str], world_size: int, bf16: bool, prefix, prefix_note: str, teacher,
+                kd) -> RecoveryRun:
+    import torch
+
     losses = tracker.losses
-    if len(losses) >= 2:
-        k = max(1, len(losses) // 10)  # per-step losses are noisy: compare the first and last tenth of the run
-        first, last = sum(losses[:k]) / k, sum(losses[-k:]) / k
-        if last >= first * (1 - 1e-3):
-            warnings.append(f"the training loss did not go down ({first:.4f} -> {last:.4f} over {len(losses)} "
-                            "logged steps): the run healed nothing; raise --lr or train longer")
-    run = RecoveryRun(optimizer_steps=steps, warmup_steps=warmup, lr=options.lr, prompt=prompt, examples=len(rows),
+    run = RecoveryRun(optimizer_steps=steps, warmup_steps=warmup, lr=options.lr, prompt=prompt, examples=examples,
                       tokens=tracker.tokens, first_loss=losses[0] if losses else None,
                       last_loss=losses[-1] if losses else None, warnings=warnings, processes=world_size,
                       rows_per_process=tracker.rows_per_process, distributed=tracker.distributed,
                       precision="bf16 mixed" if bf16 else "fp32")
     if torch.cuda.is_available():
         run.peak_cuda_bytes = torch.cuda.max_memory_allocated()
-    if method == "partial":
+    if options.method == "partial":
         run.frozen_prefix_cache = ({"layers": prefix.first, "replayed_batches": prefix.replayed,
                                     "computed_batches": prefix.computed, "bytes": prefix.bytes,
                                     "store": "memory-mapped file" if prefix.path else "memory"}
                                    if prefix is not None else {"off": prefix_note})
-        if prefix is not None:
-            prefix.close()
     if teacher is not None:
         run.teacher = teacher.label
         run.objective = (f"KL(teacher || student), T={options.kd_temperature:g}"
@@ -191,16 +243,7 @@ def recover(model_path: str | Path, output: str | Path, options: RecoverOptions,
                             else ", teacher run alongside")
                          if kd is not None else "SFT")
         run.answers = options.answers
-    model.eval()  # no dropout from here on: merging and saving see the deterministic network
-    if rank != 0:  # data parallel: every rank holds the same weights; rank 0 writes them
-        return RecoverResult(output, trainable, total, tracker.losses, tracker.tokens_per_s(), tied, train_layers,
-                             resumed_from, run, warnings, main_process=False)
-    if method != "partial":
-        model = _merge(model, model_path, options, ckpt_dir)
-    _save(model, model_path, output, config, options, tied, train_layers, overwrite, run, tracker.state_dict)
-    shutil.rmtree(ckpt_dir, ignore_errors=True)
-    return RecoverResult(output, trainable, total, tracker.losses, tracker.tokens_per_s(), tied, train_layers,
-                         resumed_from, run, warnings)
+    return run
 
 
 # ---------------------------------------------------------------- validation and setup
@@ -356,42 +399,17 @@ def _setup_lora(model, o: RecoverOptions):
 
 # ---------------------------------------------------------------- training
 
-class _Tracker:
-    """Collects losses and measures tokens/s (non-padding tokens) for the progress display and the result."""
-
-    def __init__(self):
-        self.losses: list[float] = []
-        self.tokens = 0
-        self.rows = 0  # rows this process trained on
-        self.rows_per_process: list[int] = []
-        self.distributed = "NO"  # accelerate's distributed type: NO, MULTI_CPU, MULTI_GPU, FSDP, DEEPSPEED
-        self.sharded = False  # parameters are FSDP shards (DTensor) after training
-        self.state_dict = None  # the gathered full weights when sharded
-        self.seconds = 0.0
-
-    def tokens_per_s(self) -> float:
-        return self.tokens / self.seconds if self.seconds else 0.0
-
-
-@dataclass
-class _TeacherSignal:
-    """What the KD loss compares the student with: a live teacher model or the stored top-k logits."""
-
-    model: object | None
-    store: object | None
-    temperature: float
-    alpha: float
-
-
-def _teacher_signal(teacher, rows, o: RecoverOptions, cache_dir: Path, dtype, progress: bool, echo) -> _TeacherSignal:
+def _teacher_signal(teacher, rows, o: RecoverOptions, cache_dir: Path, dtype, progress: bool, echo):
+    """trainer.TeacherSignal: the stored top-k logits (computed once, cached) or the live teacher."""
     from .distill import TopkStore, load_teacher, teacher_topk_file
+    from .trainer import TeacherSignal
 
     if o.teacher_logits == "cached":
         path = teacher_topk_file(teacher, rows, o.teacher_top_k, cache_dir, dtype=dtype,
                                  batch_size=o.micro_batch_size, trust_remote_code=o.trust_remote_code,
                                  progress=progress, echo=echo)
-        return _TeacherSignal(None, TopkStore(path), o.kd_temperature, o.kd_alpha)
-    return _TeacherSignal(load_teacher(teacher, dtype, o.trust_remote_code), None, o.kd_temperature, o.kd_alpha)
+        return TeacherSignal(None, TopkStore(path), o.kd_temperature, o.kd_alpha)
+    return TeacherSignal(load_teacher(teacher, dtype, o.trust_remote_code), None, o.kd_temperature, o.kd_alpha)
 
 
 def _prefix_cache(model, o: RecoverOptions, config: dict, train_layers, rows, world_size: int = 1,
@@ -425,93 +443,14 @@ def _prefix_cache(model, o: RecoverOptions, config: dict, train_layers, rows, wo
     return FrozenPrefixCache(model, architecture_for(config), first, path=path, tokens=tokens), why
 
 
-def _trainer_class(kd: _TeacherSignal | None, prefix=None, tracker: "_Tracker | None" = None):
-    """transformers' Trainer counting the rows and tokens each process trains on, that replays the frozen prefix
-    and/or whose loss is the distillation objective of hfprune.recovery.distill."""
-    import contextlib
-
-    from transformers import Trainer
-
-    class HfpruneTrainer(Trainer):
-        def training_step(self, model, inputs, num_items_in_batch=None):
-            # counted here, not in the collator: the data loader prepares one batch ahead
-            if tracker is not None:
-                tracker.rows += int(inputs["input_ids"].shape[0])
-                tracker.tokens += int(inputs["attention_mask"].sum())
-            return super().training_step(model, inputs, num_items_in_batch)
-
-        def compute_loss(self, model, inputs, return_outputs=False, num_items_in_batch=None):
-            if kd is None and prefix is None:
-                return super().compute_loss(model, inputs, return_outputs, num_items_in_batch)
-            row_ids = inputs.pop("row_ids")
-            replay = (prefix.batch(row_ids, inputs["attention_mask"]) if prefix is not None
-                      else contextlib.nullcontext())
-            with replay:
-                if kd is None:
-                    return super().compute_loss(model, inputs, return_outputs, num_items_in_batch)
-                return self._distill(model, inputs, row_ids, return_outputs, num_items_in_batch)
-
-        def _distill(self, model, inputs, row_ids, return_outputs, num_items_in_batch):
-            import torch
-
-            from .distill import distill_loss, response_mask
-
-            labels = inputs.pop("labels")
-            outputs = model(**inputs)
-            if kd.store is not None:
-                idx, val = kd.store.gather(row_ids.tolist())
-                teacher = (idx.to(labels.device), val.to(labels.device))
-            else:
-                if next(kd.model.parameters()).device != labels.device:
-                    kd.model.to(labels.device)
-                with torch.no_grad():
-                    teacher = kd.model(**inputs).logits
-            normalizer = num_items_in_batch if num_items_in_batch is not None else response_mask(labels).sum()
-            loss = distill_loss(outputs.logits, labels, teacher, temperature=kd.temperature, alpha=kd.alpha,
-                                normalizer=normalizer)
-            if num_items_in_batch is not None and self.args.average_tokens_across_devices:
-                loss = loss * self.accelerator.num_processes  # as Trainer does for its token-averaged CE
-            return (loss, outputs) if return_outputs else loss
-
-    return HfpruneTrainer
-
-
 def _train(model, tokenizer, rows, o: RecoverOptions, warmup: int, ckpt_dir: Path, resume: bool, progress: bool,
-           callbacks: list, kd: _TeacherSignal | None = None, prefix=None, bf16: bool = False):
+           callbacks: list, kd=None, prefix=None, bf16: bool = False):
     import torch
-    from transformers import TrainerCallback, TrainingArguments
+    from transformers import TrainingArguments
 
-    tracker = _Tracker()
+    from .trainer import Collator, HfpruneTrainer, Progress, Tracker
 
-    class Collator:
-        def __call__(self, batch):
-            ids, mask, labels = pad_rows(batch, tokenizer.pad_token_id)
-            out = {"input_ids": ids, "labels": labels, "attention_mask": mask}
-            if kd is not None or prefix is not None:
-                out["row_ids"] = torch.tensor([b["row"] for b in batch])
-            return out
-
-    class Progress(TrainerCallback):
-        def __init__(self):
-            self.t0 = None
-
-        def on_step_begin(self, args, state, control, **kw):
-            if self.t0 is None:
-                self.t0 = time.perf_counter()
-
-        def on_step_end(self, args, state, control, **kw):
-            tracker.seconds = time.perf_counter() - self.t0
-
-        def on_save(self, args, state, control, **kw):
-            # Trainer calls this after a checkpoint is fully written: only marked checkpoints are resumed from
-            if state.is_world_process_zero:
-                (ckpt_dir / f"checkpoint-{state.global_step}" / COMPLETE_MARKER).write_text("complete\n")
-
-        def on_log(self, args, state, control, logs=None, **kw):
-            if logs is not None and "loss" in logs:
-                tracker.losses.append(float(logs["loss"]))
-                logs["tokens_per_s"] = round(tracker.tokens_per_s(), 1)
-
+    tracker = Tracker()
     rank, world_size = world()
     accum = o.batch_size // (o.micro_batch_size * world_size)  # the global batch stays --batch-size
     args = TrainingArguments(
@@ -528,7 +467,10 @@ def _train(model, tokenizer, rows, o: RecoverOptions, warmup: int, ckpt_dir: Pat
         if args.process_index == 0:
             ckpt_dir.mkdir(parents=True, exist_ok=True)
             (ckpt_dir / CHECKPOINTS_MARKER).write_text("training checkpoints written by hfprune recover\n")
-    trainer = _trainer_class(kd, prefix, tracker)(model=model, args=args, train_dataset=rows, data_collator=Collator(), callbacks=[Progress(), *callbacks])
+    collator = Collator(tokenizer.pad_token_id, row_ids=kd is not None or prefix is not None)
+    trainer = HfpruneTrainer(model=model, args=args, train_dataset=rows, data_collator=collator,
+                             callbacks=[Progress(tracker, ckpt_dir), *callbacks], kd=kd, prefix=prefix,
+                             tracker=tracker)
     last = last_complete_checkpoint(ckpt_dir, remove_incomplete=True) if resume else None
     trainer.train(resume_from_checkpoint=str(last) if last else None)
     tracker.rows_per_process = _gather(tracker.rows, world_size)
@@ -551,7 +493,6 @@ def _gather(value, world_size: int) -> list:
     return out
 
 
-COMPLETE_MARKER = "hfprune-complete"
 
 
 def last_complete_checkpoint(ckpt_dir: Path, remove_incomplete: bool = False) -> Path | None:
