@@ -1,6 +1,8 @@
-"""Markdown tables for bench/RESULTS.md from the sweep dirs of bench/real/quality_experiment.sh.
+"""Markdown tables for bench/RESULTS.md from the sweep dirs of bench/real/quality_experiment.sh, or from the
+JSON lines of bench/real/replace_probe.py.
 
     python bench/real/quality_report.py hfprune-real     # the OUT folder of the experiment
+    python bench/real/quality_report.py --probe probe.jsonl
 """
 
 from __future__ import annotations
@@ -50,7 +52,28 @@ def table(sweep: Path, label: str) -> list[str]:
     return lines + [""]
 
 
+def probe_table(path: Path) -> list[str]:
+    rows = [json.loads(line) for line in path.read_text().splitlines() if line.strip()]
+    dense = next((r for r in rows if r["entry"] == "dense"), None)
+    dense_acc = dense["tasks"]["real_mmlu"]["acc"] if dense else None
+    lines = ["| entry | layers removed | fit weighting | MMLU acc % | of dense | wiki ppl | fit error (without -> with "
+             "map) |", "|---|---|---|---|---|---|---|"]
+    for r in rows:
+        mmlu, wiki = r["tasks"].get("real_mmlu", {}), r["tasks"].get("real_ppl_wiki", {})
+        rep = r.get("replacement")
+        removed = ",".join(map(str, r["plan"]["drop_layers"])) if r.get("plan") else "-"
+        fit = "; ".join(f"{b['removal_error']:.3f} -> {b['fit_error']:.3f}" for b in rep["blocks"]) if rep else "-"
+        ppl = wiki.get("word_perplexity")
+        lines.append(f"| {r['entry']} | {removed} | {rep.get('weighting', 'unweighted') if rep else '-'} | "
+                     f"{100 * mmlu['acc']:.1f} ± {100 * mmlu['acc_stderr']:.1f} | "
+                     f"{100 * mmlu['acc'] / dense_acc:.0f}% | {ppl:,.1f} | {fit} |" if dense_acc else "")
+    return lines
+
+
 def main() -> int:
+    if len(sys.argv) == 3 and sys.argv[1] == "--probe":
+        print("\n".join(probe_table(Path(sys.argv[2]))))
+        return 0
     out = Path(sys.argv[1] if len(sys.argv) > 1 else "hfprune-real")
     for sweep in sorted(p for p in out.iterdir() if (p / "results.json").is_file()):
         print("\n".join(table(sweep, sweep.name)))
