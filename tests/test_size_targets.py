@@ -112,19 +112,23 @@ def test_push_from_a_sweep_ships_the_pareto_picture_and_the_replacement_in_the_c
 
 
 def test_a_size_alone_gets_the_recipe_measured_best(src, calib, tmp_path, capsys):
-    """push SOURCE --target-params T: reverse-order with the linear map (what bench/RESULTS.md measured best
-    without healing), said on stderr and recorded in the recipe."""
+    """push SOURCE --target-params T: Block Influence with the linear map (what bench/RESULTS.md measured best at
+    equal size), said on stderr and recorded in the recipe; WikiText-2 when no --data is given."""
     import yaml
 
-    assert main(["push", str(src), "--target-params", "0.8", "--data", calib, "--replace-samples", "4",
-                 "--replace-seq-len", "16", "--no-push", "--work-dir", str(tmp_path / "w"), "--no-progress",
-                 *TASKS]) == 0
-    assert "reverse-order with --replace linear" in capsys.readouterr().err
+    from hfprune.settings import PruneSection
+
+    assert main(["push", str(src), "--target-params", "0.8", "--data", calib, "--samples", "4", "--seq-len", "16",
+                 "--replace-samples", "4", "--replace-seq-len", "16", "--no-push", "--work-dir", str(tmp_path / "w"),
+                 "--no-progress", *TASKS]) == 0
+    assert "block-influence with --replace linear" in capsys.readouterr().err
     recipe = yaml.safe_load((tmp_path / "w" / "recipe.yaml").read_text())
-    assert recipe["prune"]["metric"] == "reverse-order" and recipe["prune"]["replace"] == "linear"
+    assert recipe["prune"]["metric"] == "block-influence" and recipe["prune"]["replace"] == "linear"
     record = json.loads((tmp_path / "w" / "pruned" / "hfprune.json").read_text())
     assert record["replacement"]["blocks"]
-    # --replace none keeps plain reverse-order
-    assert main(["push", str(src), "--target-params", "0.8", "--replace", "none", "--no-push", "--work-dir",
-                 str(tmp_path / "w2"), "--no-progress", *TASKS]) == 0
+    assert PruneSection(target_params=0.8).data == "wikitext:wikitext-2-raw-v1"
+    # --replace none keeps plain Block Influence
+    assert main(["push", str(src), "--target-params", "0.8", "--data", calib, "--samples", "4", "--seq-len", "16",
+                 "--replace", "none", "--no-push", "--work-dir", str(tmp_path / "w2"), "--no-progress", *TASKS]) == 0
+    assert "block-influence on" in capsys.readouterr().err
     assert "replacement" not in json.loads((tmp_path / "w2" / "pruned" / "hfprune.json").read_text())

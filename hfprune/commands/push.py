@@ -87,21 +87,20 @@ def _cmd_push(args) -> int:
 
 
 def _size_only_default(recipe, args):
-    """`push SOURCE --target-params T` with no metric and no --replace: the recipe measured best without healing
-    (reverse-order with the linear map; calibration text: --data, else WikiText-2), said on stderr."""
-    from ..settings import DEFAULT_SIZE_REPLACE
+    """`push SOURCE --target-params T` with no metric: the recipe measured best (settings.DEFAULT_SIZE_*), with the
+    linear map unless --replace says otherwise, said on stderr."""
+    from ..settings import DEFAULT_SIZE_METRIC, DEFAULT_SIZE_REPLACE
 
     p = recipe.prune
-    if args.target_params is None or args.metric is not None or getattr(args, "prune_replace", None) is not None:
+    if args.target_params is None or args.metric is not None or p.metric != DEFAULT_SIZE_METRIC:
         return recipe
-    if p.metric != "reverse-order" or p.replace != "none":
-        return recipe
-    data = p.replace_data or p.data
-    print(f"--target-params without --metric: reverse-order with --replace {DEFAULT_SIZE_REPLACE} (the best recipe "
-          f"without healing in bench/RESULTS.md) on {data or 'wikitext:wikitext-2-raw-v1'}; give --metric or "
-          "--replace none to choose otherwise", file=sys.stderr)
-    return recipe.override(**{"prune.replace": DEFAULT_SIZE_REPLACE,
-                              "prune.replace_data": data or "wikitext:wikitext-2-raw-v1"})
+    chosen = getattr(args, "prune_replace", None) is not None or p.replace != "none"
+    replace = p.replace if chosen else DEFAULT_SIZE_REPLACE
+    print(f"--target-params without --metric: {DEFAULT_SIZE_METRIC}"
+          + (f" with --replace {replace}" if replace != "none" else "")
+          + f" on {p.data} (what kept a usable model at equal size in bench/RESULTS.md); give --metric or "
+          "--replace to choose otherwise", file=sys.stderr)
+    return recipe if chosen else recipe.override(**{"prune.replace": replace})
 
 
 def _push_from_sweep(args) -> int:
