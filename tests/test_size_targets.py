@@ -131,4 +131,10 @@ def test_a_size_alone_gets_the_recipe_measured_best(src, calib, tmp_path, capsys
     assert main(["push", str(src), "--target-params", "0.8", "--data", calib, "--samples", "4", "--seq-len", "16",
                  "--replace", "none", "--no-push", "--work-dir", str(tmp_path / "w2"), "--no-progress", *TASKS]) == 0
     assert "block-influence on" in capsys.readouterr().err
+    # with healing: reverse-order (what healed best), which reads no calibration data
+    assert main(["push", str(src), "--target-params", "0.8", "--recover", "partial", "--dataset", "x.jsonl",
+                 "--no-push", "--dry-run", "--work-dir", str(tmp_path / "w3"), *TASKS]) == 0
+    out = capsys.readouterr()
+    assert "reverse-order, healed by partial" in out.err and "chosen by reverse-order" in out.out
+    assert "wikitext" not in out.out
     assert "replacement" not in json.loads((tmp_path / "w2" / "pruned" / "hfprune.json").read_text())

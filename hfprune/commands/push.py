@@ -87,19 +87,29 @@ def _cmd_push(args) -> int:
 
 
 def _size_only_default(recipe, args):
-    """`push SOURCE --target-params T` with no metric: the recipe measured best (settings.DEFAULT_SIZE_*), with the
-    linear map unless --replace says otherwise, said on stderr."""
-    from ..settings import DEFAULT_SIZE_METRIC, DEFAULT_SIZE_REPLACE
+    """`push SOURCE --target-params T` with no metric: the recipe measured best at equal size (settings.DEFAULT_*):
+    without healing Block Influence with the linear map, with healing reverse-order; said on stderr."""
+    from ..settings import DEFAULT_HEALED_SIZE_METRIC, DEFAULT_SIZE_DATA, DEFAULT_SIZE_METRIC, DEFAULT_SIZE_REPLACE
 
     p = recipe.prune
     if args.target_params is None or args.metric is not None or p.metric != DEFAULT_SIZE_METRIC:
         return recipe
     chosen = getattr(args, "prune_replace", None) is not None or p.replace != "none"
+    if recipe.recover.method != "none":
+        data = recipe.model_dump()
+        data["prune"]["metric"] = DEFAULT_HEALED_SIZE_METRIC
+        if getattr(args, "prune_data", None) is None and p.data == DEFAULT_SIZE_DATA:
+            data["prune"]["data"] = None  # reverse-order reads no calibration data
+        print(f"--target-params without --metric: {DEFAULT_HEALED_SIZE_METRIC}"
+              + (f" with --replace {p.replace}" if p.replace != "none" else "")
+              + f", healed by {recipe.recover.label} (what healed best at equal size in bench/RESULTS.md); give "
+              "--metric to choose otherwise", file=sys.stderr)
+        return type(recipe).model_validate(data)
     replace = p.replace if chosen else DEFAULT_SIZE_REPLACE
     print(f"--target-params without --metric: {DEFAULT_SIZE_METRIC}"
           + (f" with --replace {replace}" if replace != "none" else "")
-          + f" on {p.data} (what kept a usable model at equal size in bench/RESULTS.md); give --metric or "
-          "--replace to choose otherwise", file=sys.stderr)
+          + f" on {p.data} (what kept a usable model at equal size without healing in bench/RESULTS.md); give "
+          "--metric or --replace to choose otherwise", file=sys.stderr)
     return recipe if chosen else recipe.override(**{"prune.replace": replace})
 
 
