@@ -37,6 +37,10 @@ def recovery_overrides(args) -> dict:
             if k.startswith("recover_") and v is not None}
 
 
+# push/sweep carry recovery flags too: the evaluation's own take a prefix where the names would clash
+EVAL_RENAMES = {"dtype": "--eval-dtype", "max_length": "--eval-max-length"}
+
+
 def add_eval_options(p: argparse.ArgumentParser) -> None:
     from ..cli_options import add_model_flags
     from ..settings import EvalSection
@@ -52,10 +56,6 @@ def eval_overrides(args) -> dict:
 
     return {f"eval.{k}": v for k, v in values_from_args(args, EvalSection, prefix="eval_",
                                                          rename=EVAL_RENAMES).items()}
-
-
-# push/sweep carry recovery flags too: the evaluation's own take a prefix where the names would clash
-EVAL_RENAMES = {"dtype": "--eval-dtype", "max_length": "--eval-max-length"}
 
 
 def add_calibration_options(p: argparse.ArgumentParser, fields) -> None:
@@ -103,3 +103,11 @@ def add_trust_remote_code(p: argparse.ArgumentParser) -> None:
 
 def add_overwrite(p: argparse.ArgumentParser, what: str) -> None:
     p.add_argument("--overwrite", action="store_true", help=f"replace {what} (only what hfprune wrote)")
+
+
+def add_run_flags(p: argparse.ArgumentParser, overwrite_what: str) -> None:
+    """--overwrite, --token, --trust-remote-code, --no-progress: what every command that runs a model takes."""
+    add_overwrite(p, overwrite_what)
+    add_token(p)
+    add_trust_remote_code(p)
+    add_no_progress(p)

@@ -4,7 +4,6 @@ from __future__ import annotations
 
 import sys
 
-
 from ._shared import add_overwrite
 
 

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import sys
 
-from ._shared import add_plan_options, add_no_progress, add_overwrite, add_token, add_trust_remote_code
+from ._shared import add_plan_options, add_run_flags
 
 
 def register(sub) -> None:
@@ -15,7 +15,6 @@ def register(sub) -> None:
     p.add_argument("-o", "--output", metavar="OUT", help="output folder (must not exist unless --overwrite)")
     add_plan_options(p)
     p.add_argument("--dry-run", action="store_true", help="print the plan and sizes; write nothing")
-    add_overwrite(p, "OUT")
     p.add_argument("--allow-pickle", action="store_true",
                    help="accept pickle-only (.bin) weights and convert them (pickles can run code when loaded)")
     from ..cli_options import add_model_flags
@@ -23,9 +22,7 @@ def register(sub) -> None:
 
     add_model_flags(p.add_argument_group("training-free replacement of the removed layers"), ReplaceSettings)
     p.add_argument("--seed", type=int, default=0, help="calibration windows' offsets for --replace (default: 0)")
-    add_trust_remote_code(p)
-    add_token(p)
-    add_no_progress(p)
+    add_run_flags(p, "OUT")
     p.set_defaults(func=_cmd_prune)
 
 

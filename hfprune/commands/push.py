@@ -4,7 +4,17 @@ from __future__ import annotations
 
 import sys
 
-from ._shared import add_plan_options, add_recovery_flags, recovery_overrides, add_eval_options, eval_overrides, add_calibration_options, calibration_overrides, add_replace_options, add_no_progress, add_overwrite, add_token, add_trust_remote_code
+from ._shared import (
+    add_calibration_options,
+    add_eval_options,
+    add_plan_options,
+    add_recovery_flags,
+    add_replace_options,
+    add_run_flags,
+    calibration_overrides,
+    eval_overrides,
+    recovery_overrides,
+)
 
 
 def register(sub) -> None:
@@ -36,10 +46,7 @@ def register(sub) -> None:
     p.add_argument("--entry", metavar="NAME", help="with --from-sweep: the entry to publish, e.g. reverse-order-partial")
     p.add_argument("--dry-run", action="store_true", help="show the plan and the stages; write nothing")
     p.add_argument("--resume", action="store_true", help="skip the stages an earlier run finished")
-    add_overwrite(p, "a non-empty work dir, starting over")
-    add_token(p)
-    add_trust_remote_code(p)
-    add_no_progress(p)
+    add_run_flags(p, "a non-empty work dir, starting over")
     p.set_defaults(func=_cmd_push)
 
 

@@ -2,8 +2,16 @@
 
 from __future__ import annotations
 
-
-from ._shared import add_recovery_flags, recovery_overrides, add_eval_options, eval_overrides, add_calibration_options, calibration_overrides, add_replace_options, add_no_progress, add_overwrite, add_token, add_trust_remote_code
+from ._shared import (
+    add_calibration_options,
+    add_eval_options,
+    add_recovery_flags,
+    add_replace_options,
+    add_run_flags,
+    calibration_overrides,
+    eval_overrides,
+    recovery_overrides,
+)
 
 
 def register(sub) -> None:
@@ -32,10 +40,7 @@ def register(sub) -> None:
     add_eval_options(p)
     p.add_argument("--work-dir", help="sweep dir (default: hfprune-sweep/<source name>-remove<N>)")
     p.add_argument("--resume", action="store_true", help="skip what an earlier run of this sweep finished")
-    add_overwrite(p, "a non-empty sweep dir, starting over")
-    add_token(p)
-    add_trust_remote_code(p)
-    add_no_progress(p)
+    add_run_flags(p, "a non-empty sweep dir, starting over")
     p.set_defaults(func=_cmd_sweep)
 
 
