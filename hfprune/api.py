@@ -81,7 +81,7 @@ def prune(source: str | Path, output: str | Path | None = None, *, plan: Plan | 
         check_output(Path(output), overwrite, {"source": local if local.is_dir() else None})
     elif not allow_pickle:
         src, ckpt = inspect_source(str(source), token=token)
-        return _dry_run(src, ckpt, plan or make_plan(ckpt.num_layers, **plan_options))
+        return dry_run_result(src, ckpt, plan or make_plan(ckpt.num_layers, **plan_options))
     src = resolve_source(str(source), token=token, allow_pickle=allow_pickle)
     with tempfile.TemporaryDirectory(prefix="hfprune-convert-") as tmp:
         folder = src.path
@@ -94,7 +94,7 @@ def prune(source: str | Path, output: str | Path | None = None, *, plan: Plan | 
             plan = make_plan(ckpt.num_layers, **plan_options)
         plan.check_model(ckpt.num_layers)
         if dry_run:
-            return _dry_run(src, ckpt, plan)
+            return dry_run_result(src, ckpt, plan)
         provenance, replacements = {"source": src.provenance()}, None
         if replace is not None and replace.replace != "none":
             replacements, provenance["replacement"] = replace_blocks(folder, ckpt, plan, replace, progress=progress,
@@ -146,7 +146,7 @@ def inspect_source(source: str, token: str | None = None) -> tuple[Source, Check
     return src, Checkpoint.open(src.path)
 
 
-def _dry_run(src: Source, ckpt: Checkpoint, plan: Plan) -> PruneResult:
+def dry_run_result(src: Source, ckpt: Checkpoint, plan: Plan) -> PruneResult:
     """Everything prune would check and report, nothing written."""
     from .disk.config_edit import edit_config
 

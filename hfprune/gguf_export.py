@@ -22,7 +22,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 
 from . import cache_root
-from .disk.model_types import MODEL_TYPES, SKIP_MODEL_TYPE_PREFIX
+from .disk.model_types import SKIP_MODEL_TYPE_PREFIX, llama_cpp_period, llama_cpp_sliding
 from .disk.checkpoint import Checkpoint
 from .errors import CheckpointError, ExportError, OutputExistsError
 from .workdir import atomic_file, check_not_input, check_writable_file
@@ -117,10 +117,8 @@ def _model_type(ckpt: Checkpoint) -> str:
 
 def per_layer_metadata(model_type: str, decoder_config: dict) -> dict[str, list[bool]]:
     """{key suffix: per-layer values} that hfprune writes for this model (empty when the converter's are enough)."""
-    known = MODEL_TYPES.get(model_type)
     types = decoder_config.get("layer_types")
-    if known is None or known.llama_cpp_sliding != "per-layer" or not isinstance(types, list) \
-            or SLIDING_LAYER not in types:
+    if llama_cpp_sliding(model_type) != "per-layer" or not isinstance(types, list) or SLIDING_LAYER not in types:
         return {}
     return {"attention.sliding_window_pattern": [t == SLIDING_LAYER for t in types]}
 
@@ -134,8 +132,7 @@ def gguf_blockers(ckpt: Checkpoint) -> list[str]:
     if model_type.startswith(SKIP_MODEL_TYPE_PREFIX) or dec.get("per_layer_config"):
         out.append("it skips attention or FFN sub-blocks in some layers, which GGUF runtimes cannot express; "
                    "export a whole-layer plan (--drop-layers/--drop-last) instead")
-    known = MODEL_TYPES.get(base_type)
-    spec = known.llama_cpp_period if known is not None else None
+    spec = llama_cpp_period(base_type)
     if spec is not None and spec.in_code:
         key, marker, period, what = spec.config_list, spec.marker, spec.default, spec.what
         values = dec.get(key)
@@ -160,8 +157,7 @@ def gguf_warnings(model_type: str, decoder_config: dict) -> list[str]:
     sliding = (isinstance(types, list) and "sliding_attention" in types) or (
         isinstance(types, list) is False and isinstance(window, int) and window > 0
         and decoder_config.get("use_sliding_window", True) is not False)
-    known = MODEL_TYPES.get(model_type)
-    if not sliding or (known is not None and known.llama_cpp_sliding is not None):
+    if not sliding or llama_cpp_sliding(model_type) is not None:
         return []
     layers = ""
     if isinstance(types, list):

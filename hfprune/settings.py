@@ -13,6 +13,7 @@ from typing import Literal
 from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator, model_validator
 
 from .errors import RecipeError
+from .scoring.calibration import WIKITEXT2
 
 DEFAULT_TASKS = ["piqa", "hellaswag", "openbookqa", "arc_easy", "arc_challenge", "mmlu", "cmmlu", "winogrande",
                  "wikitext"]
@@ -210,7 +211,7 @@ EXPLICIT = ("drop_last", "drop_layers", "skip_attention", "skip_mlp", "plan")
 # (reverse-order kept more of Qwen's MMLU letter-choice accuracy but broke its text), and the fitted linear map
 # lowered its perplexity further. Data-driven, so it calibrates on WikiText-2 unless told otherwise.
 DEFAULT_SIZE_METRIC, DEFAULT_SIZE_REPLACE = "block-influence", "linear"
-DEFAULT_SIZE_DATA = "wikitext:wikitext-2-raw-v1"
+DEFAULT_SIZE_DATA = WIKITEXT2
 # ... and when it heals: the seed paper's reverse-order, which partial fine-tuning brought back to 92% of the dense
 # 1.5B's MMLU (fluent again), the best healed result measured
 DEFAULT_HEALED_SIZE_METRIC = "reverse-order"

@@ -191,6 +191,16 @@ MODEL_TYPES: dict[str, ModelType] = {t.name: t for t in [
 
 ARCHITECTURES: dict[str, Architecture] = {name: t.layout for name, t in MODEL_TYPES.items()}
 
+
+def llama_cpp_period(model_type: str) -> LlamaCppPeriod | None:
+    known = MODEL_TYPES.get(model_type)
+    return known.llama_cpp_period if known is not None else None
+
+
+def llama_cpp_sliding(model_type: str) -> str | None:
+    known = MODEL_TYPES.get(model_type)
+    return known.llama_cpp_sliding if known is not None else None
+
 # Model types that hfprune's own skip-map checkpoints carry: "hfprune_<base model type>".
 SKIP_MODEL_TYPE_PREFIX = "hfprune_"
 

@@ -11,12 +11,11 @@ silently runs some layers with the wrong attention type or positions.
 from __future__ import annotations
 
 from ..plan import Plan
-from .model_types import MODEL_TYPES
+from .model_types import llama_cpp_period
 
 def period_warnings(model_type: str, decoder_config: dict, plan: Plan) -> list[str]:
     """One line per runtime assumption the plan breaks (empty when it keeps every period or the model has none)."""
-    known = MODEL_TYPES.get(model_type)
-    spec = known.llama_cpp_period if known is not None else None
+    spec = llama_cpp_period(model_type)
     if spec is None or not plan.drop_layers:
         return []
     key, marker, what, period_keys, default = spec.config_list, spec.marker, spec.what, spec.period_keys, spec.default

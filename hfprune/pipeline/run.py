@@ -59,7 +59,7 @@ class Pipeline:
     # -------------------------------------------------------------- before any work
     def describe(self) -> list[str]:
         """What run() would do, from headers and settings alone: nothing is downloaded (but headers) or written."""
-        from ..api import inspect_source, prune
+        from ..api import dry_run_result, inspect_source
 
         r, p = self.recipe, self.recipe.prune
         lines = [f"work dir:   {self.work}"]
@@ -72,10 +72,9 @@ class Pipeline:
             src, ckpt = inspect_source(r.source, token=self.ctx.token)
             lines.append(f"source:     {src.repo_id or src.path}" + (f" @ {src.sha}" if src.sha else "")
                          + f" ({ckpt.num_layers} layers)")
-        else:  # the plan stage's own decision, shown by prune's dry run
-            _, ckpt = inspect_source(r.source, token=self.ctx.token)
-            plan = stages.explicit_plan(r, ckpt.num_layers)
-            lines += prune(r.source, dry_run=True, token=self.ctx.token, plan=plan).describe()
+        else:  # the plan stage's own decision, shown as prune's dry run shows it
+            src, ckpt = inspect_source(r.source, token=self.ctx.token)
+            lines += dry_run_result(src, ckpt, stages.explicit_plan(r, ckpt.num_layers)).describe()
         if p.replace != "none":
             lines.append(f"replace:    each removed block by a linear map fitted on {p.replace_data or p.data} "
                          f"({p.replace_samples} windows of {p.replace_seq_len} tokens), folded into the layer before")

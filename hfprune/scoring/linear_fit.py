@@ -466,7 +466,7 @@ def fit_replacement(source_path, ckpt, plan, settings, *, trust_remote_code: boo
     name: new bytes in the checkpoint's dtype}, the record for hfprune.json and the card)."""
     from pathlib import Path
 
-    from .calibration import load_calibration, load_texts
+    from .calibration import WIKITEXT2, load_calibration, load_texts
 
     blocks, targets, notes = fold_targets(ckpt, plan)
     data = settings.replace_data or getattr(settings, "data", None)
@@ -481,7 +481,7 @@ def fit_replacement(source_path, ckpt, plan, settings, *, trust_remote_code: boo
         return {}, record
     if data is None:
         raise PlanError("--replace linear needs calibration text: give --replace-data FILE (.txt/.json/.jsonl) or a "
-                        "Hub dataset id such as wikitext:wikitext-2-raw-v1 (or --data)")
+                        f"Hub dataset id such as {WIKITEXT2} (or --data)")
     texts = load_texts(data)  # bad data fails before the model is loaded
     options = _score_options(settings, trust_remote_code)
     from .score import _load_model, _load_tokenizer, _should_stream
