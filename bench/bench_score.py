@@ -31,7 +31,7 @@ def main() -> None:
     from hfprune.scoring.forward import LayerStack
     from hfprune.scoring.in_memory import InMemoryDriver
     from hfprune.scoring.metrics import METRICS, ScoreInputs, finercut, lowest
-    from hfprune.scoring.score import _load_model
+    from hfprune.scoring.drivers import load_scoring_model as _load_model
     from hfprune.settings import ScoreOptions
     from hfprune.tiny import DEMO_TEXT, build_tiny_checkpoint
 

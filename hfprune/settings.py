@@ -13,7 +13,13 @@ from typing import Literal
 from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator, model_validator
 
 from .errors import RecipeError
-from .scoring.calibration import WIKITEXT2
+
+# The Hub dataset calibration defaults to: WikiText-2, as the papers this tool follows calibrate and report on it.
+WIKITEXT2 = "wikitext:wikitext-2-raw-v1"
+# Every metric a recipe can name and what it chooses (its registry, scoring.metrics.METRICS, has exactly these).
+METRIC_KINDS = {"reverse-order": "layer", "random": "layer", "magnitude-l1": "layer", "magnitude-l2": "layer",
+                "taylor": "layer", "ppl": "layer", "block-influence": "layer", "angular": "block",
+                "finercut": "sub-block"}
 
 DEFAULT_TASKS = ["piqa", "hellaswag", "openbookqa", "arc_easy", "arc_challenge", "mmlu", "cmmlu", "winogrande",
                  "wikitext"]
@@ -256,13 +262,11 @@ class PruneSection(CalibrationSettings, ReplaceSettings):
             raise ValueError("replace and iterative_step do not combine yet: the rounds heal in between, the fit "
                              "needs the final plan")
         if self.metric:
-            from .scoring.metrics import METRICS
-
-            if self.metric not in METRICS:
-                raise ValueError(f"unknown metric {self.metric!r}; choose one of: {', '.join(METRICS)}")
-            if self.iterative_step and METRICS[self.metric].kind != "layer":
+            if self.metric not in METRIC_KINDS:
+                raise ValueError(f"unknown metric {self.metric!r}; choose one of: {', '.join(METRIC_KINDS)}")
+            if self.iterative_step and METRIC_KINDS[self.metric] != "layer":
                 raise ValueError(f"iterative_step needs a layer metric; {self.metric} scores "
-                                 f"{METRICS[self.metric].kind}s")
+                                 f"{METRIC_KINDS[self.metric]}s")
         return self
 
     @property

@@ -42,9 +42,9 @@ def hub_down(monkeypatch):
 
 
 def test_a_data_path_typo_fails_at_once_before_any_model_is_loaded(src, tmp_path, capsys, monkeypatch):
-    import hfprune.scoring.score as scoring
+    import hfprune.scoring.drivers as drivers
 
-    monkeypatch.setattr(scoring, "_load_model", lambda *a: pytest.fail("loaded the model before checking data"))
+    monkeypatch.setattr(drivers, "load_scoring_model", lambda *a: pytest.fail("loaded the model before checking data"))
     code = main(["score", str(src), "--metric", "block-influence", "--remove", "1", "--data", "nope.txt",
                  "-o", str(tmp_path / "plan.json")])
     one_line_error(capsys, code, "nope.txt", "no such file")

@@ -44,8 +44,9 @@ def _load(path):
 def test_folded_checkpoint_computes_the_pruned_model_with_the_map_applied_by_a_hook(source, calib, tmp_path):
     from hfprune.api import prune
     from hfprune.plan import Plan
-    from hfprune.scoring.linear_fit import Block, FitReport, fit_in_memory, fold_targets
+    from hfprune.scoring.linear_fit import Block, fit_blocks, fold_targets
     from hfprune.scoring.forward import LayerStack
+    from hfprune.scoring.in_memory import InMemoryDriver
     from hfprune.disk.checkpoint import Checkpoint
     from .reference import bypassed
 
@@ -64,9 +65,8 @@ def test_folded_checkpoint_computes_the_pruned_model_with_the_map_applied_by_a_h
     from transformers import AutoTokenizer
 
     cal = load_calibration(str(calib), AutoTokenizer.from_pretrained(source), samples=8, seq_len=32)
-    report = FitReport()
-    _, report = fit_in_memory(LayerStack(dense_for_fit, ckpt.arch), list(cal.input_ids.split(8)), plan, blocks,
-                              targets, 1e-3, None)
+    _, report = fit_blocks(InMemoryDriver(LayerStack(dense_for_fit, ckpt.arch), list(cal.input_ids.split(8))),
+                           plan, blocks, targets, 1e-3)
     maps = {b.target: report.maps[b] for b in blocks}
     assert set(maps) == {1, 4} and all(isinstance(b, Block) for b in report.maps)
 
@@ -122,15 +122,16 @@ def test_the_fit_recovers_a_block_that_is_linear_by_construction():
     from hfprune.disk.model_types import ARCHITECTURES
     from hfprune.plan import Plan
     from hfprune.scoring.forward import LayerStack
-    from hfprune.scoring.linear_fit import Block, fit_in_memory
+    from hfprune.scoring.in_memory import InMemoryDriver
+    from hfprune.scoring.linear_fit import Block, fit_blocks
 
     model, c, b = _linear_block_model()
     h = model.config.hidden_size
     plan = Plan.build(4, drop_layers=[2])
     batches = [torch.randint(0, model.config.vocab_size, (4, 16), generator=torch.Generator().manual_seed(i))
                for i in range(4)]  # 256 tokens > hidden: the map is determined
-    _, report = fit_in_memory(LayerStack(model, ARCHITECTURES["llama"]), batches, plan, [Block(2, 3)],
-                              {1: "model.layers.1.mlp.down_proj"}, 0.0, None)
+    _, report = fit_blocks(InMemoryDriver(LayerStack(model, ARCHITECTURES["llama"]), batches), plan, [Block(2, 3)],
+                           {1: "model.layers.1.mlp.down_proj"}, 0.0)
     expected = torch.linalg.inv(c.double()) @ b.double() + torch.eye(h, dtype=torch.float64) + b.double()
     t = report.maps[Block(2, 3)]
     assert torch.allclose(t, expected, atol=1e-3)
@@ -159,6 +160,53 @@ def test_streamed_and_in_memory_fits_are_equal(source, calib, tmp_path, drop):
         assert a["fit_error"] < a["removal_error"]
     if 0 in drop:
         assert rec_mem["blocks"][0]["fold_into"] == "model.embed_tokens.weight"
+
+
+@pytest.mark.parametrize("model_type", ["gpt_neox", "phi", "cohere"])
+def test_parallel_layers_and_biased_projections_fit_the_same_in_memory_and_layer_by_layer(calib, tmp_path,
+                                                                                         model_type):
+    """Parallel layers have no stream between attention and FFN: the FFN's output is read where it leaves the FFN
+    (gpt_neox and phi also fold a bias)."""
+    from hfprune.api import prune
+    from hfprune.tiny import build_tiny_checkpoint
+    from safetensors.torch import load_file
+
+    src = build_tiny_checkpoint(tmp_path / "src", model_type, num_layers=5, tokenizer=True)
+    outs = {}
+    for stream in ("off", "on"):
+        result = prune(src, tmp_path / stream, drop_layers=[2, 3], replace=_settings(calib, replace_stream=stream),
+                       echo=lambda *_: None)
+        outs[stream] = load_file(tmp_path / stream / "model.safetensors"), result.replacement
+    (mem, rec_mem), (streamed, rec_str) = outs["off"], outs["on"]
+    (block,) = rec_mem["blocks"]
+    assert block["fit_error"] < block["removal_error"]
+    assert block["fit_error"] == pytest.approx(rec_str["blocks"][0]["fit_error"], rel=1e-4)
+    changed = [n for n in mem if n.startswith(block["fold_into"])]
+    assert len(changed) == (2 if model_type != "cohere" else 1)  # weight (and bias)
+    for name in mem:
+        assert torch.allclose(mem[name], streamed[name], atol=1e-5, rtol=1e-4), name
+    _load(tmp_path / "off")
+
+
+def test_a_projection_whose_output_is_scaled_per_channel_is_refused(tmp_path):
+    """A per-channel scale after the FFN's projection (a layer scale) does not commute with the map: the fold is
+    checked on the layer itself and refused."""
+    from hfprune.disk.model_types import ARCHITECTURES
+    from hfprune.errors import PlanError
+    from hfprune.plan import Plan
+    from hfprune.scoring.forward import LayerStack
+    from hfprune.scoring.in_memory import InMemoryDriver
+    from hfprune.scoring.linear_fit import Block, fit_blocks
+    from hfprune.tiny import build_tiny_model
+
+    model = build_tiny_model("llama", num_layers=4).float().eval()
+    mlp = model.model.layers[1].mlp
+    scale = torch.linspace(0.5, 2.0, model.config.hidden_size)
+    mlp.register_forward_hook(lambda m, a, out: out * scale)
+    batches = [torch.randint(0, model.config.vocab_size, (2, 16), generator=torch.Generator().manual_seed(0))]
+    with pytest.raises(PlanError, match="not linear in that projection"):
+        fit_blocks(InMemoryDriver(LayerStack(model, ARCHITECTURES["llama"]), batches), Plan.build(4, drop_layers=[2]),
+                   [Block(2, 3)], {1: "model.layers.1.mlp.down_proj"}, 1e-3)
 
 
 def test_a_block_at_layer_0_with_a_tied_embedding_and_sub_block_skips_are_reported_not_replaced(calib, tmp_path):

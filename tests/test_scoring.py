@@ -219,3 +219,11 @@ def test_a_skip_map_checkpoint_can_be_scored_again(identity_model, calib_file, t
     prune(identity_model, tmp_path / "skip", skip_attention="6")
     result = run(tmp_path / "skip", tmp_path, calib_file, metric="block-influence", remove=2)
     assert result.plan.drop_layers == (3, 4)  # the identity layers are still found through the shipped code
+
+
+def test_the_metric_registry_is_the_set_of_metrics_a_recipe_can_name():
+    """settings validates recipes without importing scoring; the registry and its table must agree."""
+    from hfprune.scoring.metrics import METRICS
+    from hfprune.settings import METRIC_KINDS
+
+    assert {name: m.kind for name, m in METRICS.items()} == METRIC_KINDS

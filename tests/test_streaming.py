@@ -149,7 +149,7 @@ def test_layer_by_layer_scoring_holds_one_layer_not_the_model(tmp_path, checkpoi
 
 def test_auto_streams_when_the_model_does_not_fit(checkpoints, calib, monkeypatch, capsys):
     from hfprune.scoring import streamed_model
-    from hfprune.scoring.score import _should_stream
+    from hfprune.scoring.drivers import should_stream as _should_stream
     from hfprune.disk.checkpoint import Checkpoint
 
     ckpt = Checkpoint.open(checkpoints("llama"))

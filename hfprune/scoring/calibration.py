@@ -9,8 +9,6 @@ from pathlib import Path
 
 from ..datasets_io import check_local_data, load_dataset, read_json_rows, string_field
 from ..errors import DataError
-
-WIKITEXT2 = "wikitext:wikitext-2-raw-v1"
 TEXT_COLUMNS = ("text", "content", "document")
 
 

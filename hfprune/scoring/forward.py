@@ -9,6 +9,7 @@ own forward (masks, position embeddings, final norm, logit soft-capping) runs un
 from __future__ import annotations
 
 import contextlib
+from dataclasses import dataclass
 
 from ..disk.architectures import Architecture
 
@@ -78,6 +79,47 @@ def forwards_replaced(pairs):
             module.__dict__.pop("forward", None)
 
 
+class _Stop(Exception):
+    """Raised by a hook to end a forward after the last layer a pass needs."""
+
+
+class FfnSplit:
+    """While open, records a layer's output as its two residual terms: `terms(out)` gives (y, m), y the stream the
+    FFN's output is added to and m what the FFN adds (y + m = out). Sequential layers show y at the FFN's entry;
+    parallel ones, and layers without an entry module, show m at the FFN's output."""
+
+    def __init__(self, layer, arch: Architecture):
+        self.store: dict = {}
+        if arch.parallel or not arch.mlp_entry:
+            self._handle = getattr(layer, arch.mlp_module).register_forward_hook(
+                lambda m, a, out: self.store.__setitem__("m", out[0] if isinstance(out, tuple) else out))
+        else:
+            self._handle = getattr(layer, arch.mlp_entry).register_forward_pre_hook(
+                lambda m, a, k: self.store.__setitem__("y", _hidden(a, k)), with_kwargs=True)
+
+    def terms(self, out) -> tuple:
+        if "m" in self.store:
+            return out - self.store["m"], self.store["m"]
+        return self.store["y"], out - self.store["y"]
+
+    def __enter__(self) -> "FfnSplit":
+        return self
+
+    def __exit__(self, *exc) -> None:
+        self._handle.remove()
+
+
+@dataclass
+class Capture:
+    """One forward's residual stream: states[i] is layer i's input and states[i + 1] its output (up to the last
+    layer run); mids[i] the residual between layer i's attention and FFN (when asked for); splits[i] layer i's
+    output as FfnSplit's (y, m) (for the layers asked for)."""
+
+    states: list
+    mids: list
+    splits: dict
+
+
 class LayerStack:
     """A loaded causal LM seen as a stack of decoder layers with attention and FFN sub-blocks."""
 
@@ -107,25 +149,49 @@ class LayerStack:
         with self.bypassed(**bypass):
             return self.model(input_ids=input_ids, attention_mask=attention_mask, use_cache=False).logits
 
-    def capture(self, input_ids, attention_mask=None, mid: bool = False, **bypass):
-        """(logits, states, mids): states[i] is layer i's input and states[L] the last layer's output (before the
-        final norm); mids[i] is the residual between layer i's attention and FFN (only with mid=True)."""
+    def capture(self, input_ids, mid: bool = False, split=(), upto: int | None = None, input_at=None,
+                **bypass) -> Capture:
+        """The residual stream of one forward with the given bypasses (see `bypassed`), run up to layer `upto`
+        (default: the last; the head never runs). `input_at=(i, x)` makes layer i's input x."""
+        n = len(self.layers)
+        last = n - 1 if upto is None else upto
         states: dict[int, object] = {}
         mids: dict[int, object] = {}
-        handles = []
-        n = len(self.layers)
-        for i, layer in enumerate(self.layers):
-            handles.append(layer.register_forward_pre_hook(
-                lambda m, a, k, i=i: states.__setitem__(i, _hidden(a, k)), with_kwargs=True))
-            if mid and self.arch.mlp_entry and not self.arch.parallel:
-                entry = getattr(layer, self.arch.mlp_entry)
-                handles.append(entry.register_forward_pre_hook(
-                    lambda m, a, k, i=i: mids.__setitem__(i, _hidden(a, k)), with_kwargs=True))
-        handles.append(self.layers[n - 1].register_forward_hook(
-            lambda m, a, k, out: states.__setitem__(n, out[0] if isinstance(out, tuple) else out), with_kwargs=True))
-        try:
-            logits = self.logits(input_ids, attention_mask, **bypass)
-        finally:
-            for h in handles:
-                h.remove()
-        return logits, [states[i] for i in range(n + 1)], [mids.get(i) for i in range(n)]
+        splits: dict[int, tuple] = {}
+        with contextlib.ExitStack() as stack:
+            if input_at is not None:
+                i, x = input_at
+                stack.enter_context(_removing(self.layers[i].register_forward_pre_hook(
+                    lambda m, a, k: ((x,) + tuple(a[1:]), k) if a else (a, {**k, "hidden_states": x}),
+                    with_kwargs=True)))
+            for i, layer in enumerate(self.layers[:last + 1]):
+                stack.enter_context(_removing(layer.register_forward_pre_hook(
+                    lambda m, a, k, i=i: states.__setitem__(i, _hidden(a, k)), with_kwargs=True)))
+                if mid and self.arch.mlp_entry and not self.arch.parallel:
+                    stack.enter_context(_removing(getattr(layer, self.arch.mlp_entry).register_forward_pre_hook(
+                        lambda m, a, k, i=i: mids.__setitem__(i, _hidden(a, k)), with_kwargs=True)))
+                if i in split:
+                    terms = stack.enter_context(FfnSplit(layer, self.arch))
+                    stack.enter_context(_removing(layer.register_forward_hook(
+                        lambda m, a, out, i=i, terms=terms: splits.__setitem__(i, terms.terms(_output(out))))))
+
+            def stop(module, args, out):
+                states[last + 1] = _output(out)
+                raise _Stop
+
+            stack.enter_context(_removing(self.layers[last].register_forward_hook(stop)))
+            with self.bypassed(**bypass), contextlib.suppress(_Stop):
+                self.model(input_ids=input_ids, use_cache=False)
+        return Capture([states[i] for i in range(last + 2)], [mids.get(i) for i in range(last + 1)], splits)
+
+
+def _output(out):
+    return out[0] if isinstance(out, tuple) else out
+
+
+@contextlib.contextmanager
+def _removing(handle):
+    try:
+        yield handle
+    finally:
+        handle.remove()

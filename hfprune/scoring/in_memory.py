@@ -8,7 +8,7 @@ every branch from the embeddings and must give the same logits (the naive refere
 from __future__ import annotations
 
 from .forward import LayerStack
-from .passes import Branch, bypass_kwargs, with_branch
+from .passes import Branch, Projection, bypass_kwargs, with_branch
 
 
 class InMemoryDriver:
@@ -29,25 +29,58 @@ class InMemoryDriver:
         return tqdm(iterable, desc=desc, disable=not self.progress, leave=False)
 
     def run(self, observer, *, attn=frozenset(), mlp=frozenset(), branches=(), reference: bool = False,
-            desc: str = "") -> None:
+            split=frozenset(), upto: int | None = None, desc: str = "") -> None:
         import torch
 
-        attn, mlp, branches = set(attn), set(mlp), list(branches)
+        attn, mlp, branches, split = set(attn), set(mlp), list(branches), set(split)
         on_layer = getattr(observer, "on_layer", None)
-        on_end = getattr(observer, "on_end", None)
-        replay = self.cached and bool(branches)
+        on_split = getattr(observer, "on_split", None)
+        on_end = getattr(observer, "on_end", None) if upto is None else None
+        replay = self.cached and bool(branches) and on_end is not None
         mid = replay and not self.arch.parallel and any(b.block == "mlp" for b in branches)
+        last = self.num_layers - 1 if upto is None else upto
         with torch.no_grad():
             for bi, ids in enumerate(self._bar(self.ids, desc)):
-                states = mids = None
-                if on_layer is not None or replay:
-                    _, states, mids = self.stack.capture(ids, mid=mid, **bypass_kwargs(attn, mlp))
-                if on_layer is not None:
-                    for i in range(self.num_layers):
-                        on_layer(i, bi, states[i], states[i + 1])
+                cap = None
+                if on_layer is not None or replay or (on_split is not None and split):
+                    cap = self.stack.capture(ids, mid=mid, split=split if on_split else (), upto=last,
+                                             **bypass_kwargs(attn, mlp))
+                for i in range(last + 1) if on_layer is not None or on_split is not None else ():
+                    if on_split is not None and i in cap.splits:
+                        on_split(i, bi, *cap.splits[i])
+                    if on_layer is not None:
+                        on_layer(i, bi, cap.states[i], cap.states[i + 1])
                 if on_end is not None:
                     ref = self._reference_logits(bi) if reference else None
+                    states, mids = (cap.states, cap.mids) if cap is not None else (None, None)
                     on_end(bi, ref, ((br, self._branch_logits(ids, br, attn, mlp, states, mids)) for br in branches))
+
+    def layer_split(self, i: int, bi: int, x, skip_attention: bool = False) -> tuple:
+        import torch
+
+        with torch.no_grad():
+            cap = self.stack.capture(self.ids[bi], split={i}, upto=i, input_at=(i, x), replay_from=i, hidden_in=x,
+                                     skip_attention={i} if skip_attention else set())
+        return cap.splits[i]
+
+    def _projection(self, projection: Projection):
+        if projection.layer < 0:
+            return self.stack.model.get_input_embeddings()
+        mlp = getattr(self.stack.layers[projection.layer], self.arch.mlp_module)
+        return getattr(mlp, projection.name.rsplit(".", 1)[-1])
+
+    def read(self, projection: Projection) -> tuple:
+        import torch
+
+        module = self._projection(projection)
+        bias = getattr(module, "bias", None)
+        return module.weight.data.to(torch.float32).clone(), None if bias is None else bias.data.to(torch.float32)
+
+    def write(self, projection: Projection, weight, bias=None) -> None:
+        module = self._projection(projection)
+        module.weight.data.copy_(weight.to(module.weight.dtype))
+        if bias is not None:
+            module.bias.data.copy_(bias.to(module.bias.dtype))
 
     def _reference_logits(self, bi: int):
         if bi not in self._reference:

@@ -20,6 +20,7 @@ from __future__ import annotations
 from dataclasses import dataclass, field
 
 from ..errors import PlanError
+from .passes import Projection
 
 # The FFN's output projection, by the name it has in the architectures hfprune knows.
 FFN_OUTPUT_NAMES = ("down_proj", "fc2", "dense_4h_to_h", "c_proj", "w2")
@@ -66,12 +67,9 @@ class LinearFit:
     token of a window carries ~99% of the residual stream's energy in the middle layers (norm ~5500 against ~40),
     so plain least squares fits that token and little else."""
 
-    def __init__(self, hidden: int, keep_tokens: int = 0, weighting: str = "token"):
-        import torch
-
+    def __init__(self, keep_tokens: int = 0, weighting: str = "token"):
         self.weighting = weighting
-        self.mm = torch.zeros(hidden, hidden, dtype=torch.float64)
-        self.mr = torch.zeros(hidden, hidden, dtype=torch.float64)
+        self.mm = self.mr = None  # M^T.M and M^T.R, hidden x hidden, from the first update
         self.rr = 0.0  # ||R||^2
         self.ll = 0.0  # ||L||^2
         self.tokens = 0
@@ -91,6 +89,9 @@ class LinearFit:
             w = 1.0 / (target.pow(2).mean(-1, keepdim=True) + 1e-12)
         else:
             w = torch.ones(target.shape[0], 1, dtype=torch.float64)
+        if self.mm is None:
+            self.mm = torch.zeros(m.shape[-1], m.shape[-1], dtype=torch.float64)
+            self.mr = torch.zeros_like(self.mm)
         mw = m * w
         self.mm += mw.T @ m
         self.mr += mw.T @ r
@@ -201,7 +202,7 @@ def fold_targets(ckpt, plan) -> tuple[list[Block], dict[int, str], list[str]]:
                 notes.append(f"{block.describe()}: not replaced; the block starts at layer 0 and the input embedding "
                              "is tied to the head, so the map has nowhere exact to fold")
                 continue
-            targets[-1] = "embedding"
+            targets[-1] = _embedding_prefix(ckpt)
         elif block.target in plan.skip_mlp:
             notes.append(f"{block.describe()}: not replaced; layer {block.target}'s FFN, where the map would fold, "
                          "is removed too")
@@ -212,13 +213,7 @@ def fold_targets(ckpt, plan) -> tuple[list[Block], dict[int, str], list[str]]:
     return blocks, targets, notes
 
 
-# ---------------------------------------------------------------- the two drivers
-
-def _submodule(layer, arch, tensor_prefix: str):
-    """The in-memory Linear of a layer for an on-disk name like 'model.layers.3.mlp.down_proj'."""
-    child = tensor_prefix.rsplit(".", 1)[-1]
-    return getattr(getattr(layer, arch.mlp_module), child)
-
+# ---------------------------------------------------------------- the fit, on any driver
 
 def _fold(weight, bias, t):
     """(T^T.W, T^T.b) in float32 for W [hidden, inner] and b [hidden] (torch layout)."""
@@ -238,10 +233,6 @@ def _fold_embedding(weight, t):
     return (e + e @ t.to(torch.float64)).to(torch.float32)
 
 
-def _new_fit(hidden: int, objective: str, weighting: str = "token") -> LinearFit:
-    return LinearFit(hidden, keep_tokens=COSINE_TOKENS if objective == "cosine" else 0, weighting=weighting)
-
-
 def _record(block: Block, fit: LinearFit, t, target_name: str) -> dict:
     record = {"layers": [block.first, block.end - 1], "fold_into": target_name,
               "removal_error": round(fit.residual(None), 6), "fit_error": round(fit.residual(t), 6)}
@@ -250,212 +241,126 @@ def _record(block: Block, fit: LinearFit, t, target_name: str) -> dict:
     return record
 
 
-def _parallel_hooks(layer, arch, store: dict):
-    """Capture the FFN output of a parallel layer (attention and FFN read the same input and are summed)."""
-    mlp = getattr(layer, arch.mlp_module)
-    return mlp.register_forward_hook(lambda m, a, out: store.__setitem__("m", out[0] if isinstance(out, tuple) else out))
+class _BlockObserver:
+    """Feeds one block's fit from a pass: Y and M, the terms of the fold layer k's output (for k = -1 both are the
+    embedding output), against L, the dense model's stream at the block's end: `targets` kept from the dense pass,
+    or, when none are given, this same pass's stream there (the pass is the dense one and the stream up to k is the
+    pruned model's too). Keeps batch 0's layer-k input and terms, for checking the fold."""
+
+    def __init__(self, block: Block, fit: LinearFit, targets: dict | None = None):
+        self.block, self.fit, self.targets = block, fit, targets
+        self.pending: dict[int, tuple] = {}  # batch -> (Y, M) waiting for its L
+        self.check_input = self.check_terms = None
+
+    def on_split(self, i, bi, y, m):
+        if i == self.block.target:
+            self._terms(bi, y, m)
+
+    def on_layer(self, i, bi, x, y):
+        k = self.block.target
+        if i == k and bi == 0:
+            self.check_input = x
+        if k < 0 and i == 0:
+            self._terms(bi, x, x)
+        if self.targets is None and i == self.block.end - 1:
+            y_k, m_k = self.pending.pop(bi)
+            self.fit.update(m_k, y_k, y)
+
+    def _terms(self, bi, y, m):
+        if bi == 0:
+            self.check_terms = (y, m)
+        if self.targets is None:
+            self.pending[bi] = (y, m)
+        else:
+            self.fit.update(m, y, self.targets[bi])
 
 
-def fit_in_memory(stack, batches: list, plan, blocks: list[Block], targets: dict[int, str], ridge: float,
-                  embedding_name: str | None, bar=lambda it, **k: it, objective: str = "lstsq",
-                  weighting: str = "token") -> tuple[dict, FitReport]:
-    """Fit and fold every block on a model loaded in memory. One dense forward per batch gives every block's
-    target L (and, for the first block, whose layers before it are untouched, its Y and M too); each later block
-    runs the model as pruned and replaced so far up to its fold layer only. The model's weights are folded in
-    place, block by block. Returns ({tensor: float32 value}, report)."""
+class _StreamKeeper:
+    """Keeps the stream at the given layer boundaries, batch by batch (on the CPU)."""
+
+    def __init__(self, ends: set[int]):
+        self.kept: dict[int, dict] = {end: {} for end in ends}
+
+    def on_layer(self, i, bi, x, y):
+        if i + 1 in self.kept:
+            self.kept[i + 1][bi] = y.cpu()
+
+
+class _Observers:
+    """Several observers of one pass."""
+
+    def __init__(self, observers: list):
+        self.observers = observers
+
+    def on_split(self, *a):
+        for o in self.observers:
+            if hasattr(o, "on_split"):
+                o.on_split(*a)
+
+    def on_layer(self, *a):
+        for o in self.observers:
+            o.on_layer(*a)
+
+
+def fit_blocks(driver, plan, blocks: list[Block], targets: dict[int, str], ridge: float, objective: str = "lstsq",
+               weighting: str = "token") -> tuple[dict, FitReport]:
+    """Fit every block's map in depth order and fold it into the driver's model, so each later block is fitted on
+    the model as pruned and replaced so far. One dense pass (up to the last block's end) gives every block's target
+    L, and for a block whose fold layer comes before any change also its Y and M; each other block runs the model
+    as pruned and replaced so far up to its fold layer only. Returns ({tensor name: float32 value}, report)."""
     import torch
 
-    bypass = {"drop": set(plan.drop_layers), "skip_attention": set(plan.skip_attention),
-              "skip_mlp": set(plan.skip_mlp)}
-    first_change = min(set(plan.drop_layers) | set(plan.skip_attention) | set(plan.skip_mlp))
-    fits: dict[Block, LinearFit] = {}
-    targets_l: list[dict] = []  # per batch: {block end: the dense stream there}, for blocks fitted later
+    attn = set(plan.drop_layers) | set(plan.skip_attention)
+    mlp = set(plan.drop_layers) | set(plan.skip_mlp)
+    first_change = min(attn | mlp)
+    fits = {b: LinearFit(keep_tokens=COSINE_TOKENS if objective == "cosine" else 0, weighting=weighting)
+            for b in blocks}
+    early = {b: _BlockObserver(b, fits[b]) for b in blocks if b.target < first_change}
+    keeper = _StreamKeeper({b.end for b in blocks if b not in early})
+    driver.run(_Observers([*early.values(), keeper]), split={b.target for b in early if b.target >= 0},
+               upto=max(b.end for b in blocks) - 1, desc="dense stream")
     folds, report = {}, FitReport()
-    with torch.no_grad():
-        for ids in bar(batches, desc="dense stream"):
-            _, states, mids = stack.capture(ids, mid=True)
-            ends = {}
-            for block in blocks:
-                sequential = block.target < 0 or (stack.arch.mlp_entry and not stack.arch.parallel)
-                if block.target < first_change and sequential:  # the stream up to the fold layer is the dense one
-                    y, m = _split(stack, block.target, states, mids)
-                    fits.setdefault(block, _new_fit(y.shape[-1], objective, weighting)).update(m, y, states[block.end])
-                else:
-                    ends[block.end] = states[block.end].cpu()
-            targets_l.append(ends)
-            del states, mids
-        for block in blocks:
-            k = block.target
-            fit = fits.get(block)
-            if fit is None:
-                for ids, ends in zip(bar(batches, desc=f"fit {block.describe()}"), targets_l):
-                    y, m = _activations_up_to(stack, ids, k, bypass)
-                    fit = fit or _new_fit(m.shape[-1], objective, weighting)
-                    fit.update(m, y, ends[block.end])
-            t = fit.fit(ridge, objective)
-            report.maps[block] = t
-            if k < 0:
-                emb = stack.model.get_input_embeddings()
-                new = _fold_embedding(emb.weight.data, t)
-                emb.weight.data.copy_(new.to(emb.weight.dtype))
-                folds[embedding_name] = new
-                report.blocks.append(_record(block, fit, t, embedding_name))
-            else:
-                linear = _submodule(stack.layers[k], stack.arch, targets[k])
-                w, b = _fold(linear.weight.data, None if linear.bias is None else linear.bias.data, t)
-                y0, m0 = _activations_up_to(stack, batches[0], k, bypass)
-                linear.weight.data.copy_(w.to(linear.weight.dtype))
-                folds[targets[k] + ".weight"] = w
-                if b is not None:
-                    linear.bias.data.copy_(b.to(linear.bias.dtype))
-                    folds[targets[k] + ".bias"] = b
-                _check_linear(stack, batches[0], k, bypass, y0, m0, t, targets[k])
-                report.blocks.append(_record(block, fit, t, targets[k]))
-            report.tokens = fit.tokens
+    for block in blocks:
+        k = block.target
+        observer = early.get(block)
+        if observer is None:
+            observer = _BlockObserver(block, fits[block], keeper.kept.pop(block.end))
+            driver.run(observer, attn=attn, mlp=mlp, split={k}, upto=k, desc=f"fit {block.describe()}")
+        t = observer.fit.fit(ridge, objective)
+        report.maps[block] = t
+        projection = Projection(k, targets[k])
+        weight, bias = driver.read(projection)
+        if k < 0:
+            weight, bias = _fold_embedding(weight, t), None
+        else:
+            weight, bias = _fold(weight, bias, t)
+        driver.write(projection, weight, bias)
+        if k >= 0:
+            with torch.no_grad():
+                _check_fold(driver.layer_split(k, 0, observer.check_input, k in attn), observer.check_terms, t,
+                            targets[k])
+        folds[f"{targets[k]}.weight"] = weight
+        if bias is not None:
+            folds[f"{targets[k]}.bias"] = bias
+        report.blocks.append(_record(block, observer.fit, t, f"{targets[k]}.weight" if k < 0 else targets[k]))
+        report.tokens = observer.fit.tokens
     return folds, report
 
 
-def _split(stack, k: int, states: list, mids: list):
-    """(Y, M) of layer k from a capture: Y the residual before its FFN output M is added."""
-    if k < 0:
-        return states[0], states[0]
-    if mids[k] is None:  # parallel attention and FFN: no stream between them
-        raise PlanError("--replace linear needs the FFN output of parallel layers; use the layer-by-layer fit")
-    return mids[k], states[k + 1] - mids[k]
-
-
-class _Stop(Exception):
-    pass
-
-
-def _activations_up_to(stack, ids, k: int, bypass: dict):
-    """(Y, M) of layer k on the model as pruned, running the model only up to layer k (k = -1: the embedding
-    output, as both)."""
-    arch = stack.arch
-    store: dict = {}
-    handles = []
-    layers = stack.layers
-
-    def stop(module, args, kwargs, out=None):
-        raise _Stop
-
-    if k < 0:
-        handles.append(layers[0].register_forward_pre_hook(
-            lambda m, a, kw: (store.__setitem__("x", a[0] if a else kw["hidden_states"]), stop(m, a, kw)),
-            with_kwargs=True))
-    else:
-        if arch.parallel or not arch.mlp_entry:
-            handles.append(_parallel_hooks(layers[k], arch, store))
-        else:
-            handles.append(getattr(layers[k], arch.mlp_entry).register_forward_pre_hook(
-                lambda m, a, kw: store.__setitem__("y", a[0] if a else kw["hidden_states"]), with_kwargs=True))
-        handles.append(layers[k].register_forward_hook(
-            lambda m, a, kw, out: (store.__setitem__("out", out[0] if isinstance(out, tuple) else out),
-                                   stop(m, a, kw)), with_kwargs=True))
-    try:
-        with stack.bypassed(**bypass):
-            stack.model(input_ids=ids, use_cache=False)
-    except _Stop:
-        pass
-    finally:
-        for h in handles:
-            h.remove()
-    if k < 0:
-        return store["x"], store["x"]
-    if "m" in store:
-        return store["out"] - store["m"], store["m"]
-    return store["y"], store["out"] - store["y"]
-
-
-def _check_linear(stack, ids, k, bypass, y0, m0, t, name) -> None:
-    """After folding: layer k must now output Y + M.T; where the FFN output is not linear in its projection
-    (an architecture hfprune has not seen), refuse rather than write a model that computes something else."""
+def _check_fold(after: tuple, before: tuple, t, name: str) -> None:
+    """After folding, the fold layer must output Y + M.T on the same input; where the FFN output is not linear in
+    its projection (an architecture hfprune has not seen), refuse rather than write a model that computes
+    something else."""
     import torch
 
-    y1, m1 = _activations_up_to(stack, ids, k, bypass)
-    want = m0.to(torch.float64) @ t.to(torch.float64)
-    err = float((m1.to(torch.float64) - want).norm() / want.norm().clamp_min(1e-12))
-    if err > 1e-3 or not torch.allclose(y0, y1):
+    def relative(got, want):
+        return float((got.to(torch.float64) - want).norm() / want.norm().clamp_min(1e-12))
+
+    (y1, m1), (y0, m0) = after, before
+    err = relative(m1, m0.to(torch.float64) @ t.to(torch.float64))
+    if err > 1e-3 or relative(y1, y0.to(torch.float64)) > 1e-4:
         raise PlanError(f"--replace linear: folding into {name} did not give the fitted output (relative error "
                         f"{err:.2g}); this architecture's FFN output is not linear in that projection")
-
-
-def fit_streamed(sm, batches: list, plan, blocks: list[Block], targets: dict[int, str], ridge: float,
-                 embedding_name: str | None, bar=lambda it, **k: it, objective: str = "lstsq",
-                 weighting: str = "token") -> tuple[dict, FitReport]:
-    """The same fit with the model on disk: one pass over the layers carrying the dense stream and the pruned
-    (and replaced so far) stream; layer k's Y and M are kept until the dense stream reaches the block's end."""
-    import torch
-
-    drop, attn, mlp = set(plan.drop_layers), set(plan.skip_attention), set(plan.skip_mlp)
-    ends = {b.end: b for b in blocks}
-    main = [b.embedded for b in batches]
-    dense = list(main)
-    pending: dict[int, list] = {}  # block end -> [(Y, M)] per batch
-    folds, report = {}, FitReport()
-    if -1 in targets:
-        pending[blocks[0].end] = [(h, h) for h in main]
-
-    def close(block: Block) -> None:
-        fit = _new_fit(main[0].shape[-1], objective, weighting)
-        for (y, m), target in zip(pending[block.end], dense):
-            fit.update(m, y, target)
-        t = fit.fit(ridge, objective)
-        k = block.target
-        for bi, (y, m) in enumerate(pending.pop(block.end)):
-            main[bi] = (y.to(torch.float64) + m.to(torch.float64) @ t).to(y.dtype)
-        if k < 0:
-            folds[embedding_name] = _fold_embedding(sm._read(embedding_name).float(), t)
-            report.blocks.append(_record(block, fit, t, embedding_name))
-        else:
-            name = targets[k]
-            bias = sm._read(name + ".bias").float() if name + ".bias" in sm._files else None
-            w, b = _fold(sm._read(name + ".weight").float(), bias, t)
-            folds[name + ".weight"] = w
-            if b is not None:
-                folds[name + ".bias"] = b
-            report.blocks.append(_record(block, fit, t, name))
-        report.tokens = fit.tokens
-
-    with torch.no_grad():
-        for i in bar(range(len(sm.layers)), desc="replace (layer by layer)"):
-            with sm.layer(i) as layer:
-                for bi, batch in enumerate(batches):
-                    dense[bi] = sm.run(layer, i, batch, dense[bi])
-                    if i in drop:
-                        continue
-                    if i in targets:
-                        y, m, out = _run_capturing(sm, layer, i, batch, main[bi], i in attn)
-                        pending.setdefault(_block_after(blocks, i).end, []).append((y, m))
-                        main[bi] = out
-                    else:
-                        main[bi] = sm.run(layer, i, batch, main[bi], i in attn, i in mlp)
-            if i + 1 in ends and i + 1 in pending:
-                close(ends[i + 1])
-    return folds, report
-
-
-def _block_after(blocks: list[Block], target: int) -> Block:
-    return next(b for b in blocks if b.target == target)
-
-
-def _run_capturing(sm, layer, i: int, batch, hidden, skip_attention: bool):
-    """Layer i on `hidden`, returning (Y, M, output)."""
-    arch = sm.arch
-    store = {}
-    if arch.parallel or not arch.mlp_entry:
-        handle = _parallel_hooks(layer, arch, store)
-    else:
-        entry = getattr(layer, arch.mlp_entry)
-        handle = entry.register_forward_pre_hook(
-            lambda m, a, k: store.__setitem__("y", a[0] if a else k["hidden_states"]), with_kwargs=True)
-    try:
-        out = sm.run(layer, i, batch, hidden, skip_attention, False)
-    finally:
-        handle.remove()
-    if "m" in store:
-        return out - store["m"], store["m"], out
-    return store["y"], out - store["y"], out
 
 
 # ---------------------------------------------------------------- entry point
@@ -466,11 +371,12 @@ def fit_replacement(source_path, ckpt, plan, settings, *, trust_remote_code: boo
     name: new bytes in the checkpoint's dtype}, the record for hfprune.json and the card)."""
     from pathlib import Path
 
-    from .calibration import WIKITEXT2, load_calibration, load_texts
+    from ..settings import WIKITEXT2
+    from .calibration import load_texts
+    from .drivers import open_driver
 
     blocks, targets, notes = fold_targets(ckpt, plan)
     data = settings.replace_data or getattr(settings, "data", None)
-    seed = getattr(settings, "seed", 0)
     objective = getattr(settings, "replace_objective", "lstsq")
     weighting = getattr(settings, "replace_weighting", "token")
     record = {"method": "linear", "objective": {"lstsq": "least squares", "cosine": "cosine"}[objective],
@@ -483,33 +389,11 @@ def fit_replacement(source_path, ckpt, plan, settings, *, trust_remote_code: boo
         raise PlanError("--replace linear needs calibration text: give --replace-data FILE (.txt/.json/.jsonl) or a "
                         f"Hub dataset id such as {WIKITEXT2} (or --data)")
     texts = load_texts(data)  # bad data fails before the model is loaded
-    options = _score_options(settings, trust_remote_code)
-    from .score import _load_model, _load_tokenizer, _should_stream
-
-    streamed = _should_stream(options, ckpt, progress)
-    bar = _bar(progress)
-    embedding_name = _embedding_name(ckpt) if -1 in targets else None
-    if streamed:
-        from .streamed_model import StreamedModel
-        from .score import _stream_device
-
-        tokenizer = _load_tokenizer(Path(source_path), options)
-        calib = load_calibration(data, tokenizer, samples=settings.replace_samples, seq_len=settings.replace_seq_len,
-                                 seed=seed, texts=texts)
-        sm = StreamedModel(source_path, ckpt, "float32", trust_remote_code, _stream_device(), needs_logits=False)
-        batches = sm.prepare(list(calib.input_ids.split(options.batch_size)))
-        folds, report = fit_streamed(sm, batches, plan, blocks, targets, settings.replace_ridge, embedding_name, bar,
-                                     objective, weighting)
-    else:
-        from .forward import LayerStack
-
-        model, tokenizer = _load_model(Path(source_path), options)
-        calib = load_calibration(data, tokenizer, samples=settings.replace_samples, seq_len=settings.replace_seq_len,
-                                 seed=seed, texts=texts)
-        device = next(model.parameters()).device
-        batches = list(calib.input_ids.to(device).split(options.batch_size))
-        folds, report = fit_in_memory(LayerStack(model, ckpt.arch), batches, plan, blocks, targets,
-                                      settings.replace_ridge, embedding_name, bar, objective, weighting)
+    driver, calib, streamed = open_driver(
+        Path(source_path), ckpt, _score_options(settings, trust_remote_code), data, texts,
+        samples=settings.replace_samples, seq_len=settings.replace_seq_len, seed=getattr(settings, "seed", 0),
+        needs_logits=False, progress=progress)
+    folds, report = fit_blocks(driver, plan, blocks, targets, settings.replace_ridge, objective, weighting)
     record.update(report.to_dict())
     record["not_replaced"] = notes
     record["data"] = calib.describe()
@@ -528,13 +412,13 @@ def _score_options(settings, trust_remote_code: bool):
                         trust_remote_code=trust_remote_code, stream=getattr(settings, "replace_stream", "auto"))
 
 
-def _embedding_name(ckpt) -> str:
+def _embedding_prefix(ckpt) -> str:
     names = [t.name for t in ckpt.tensors()]
     found = [n for n in names if n.endswith("embed_tokens.weight") or n.endswith("embed_in.weight")]
     if len(found) != 1:
         raise PlanError("--replace linear: cannot tell which tensor is the input embedding for a block that starts "
                         "at layer 0")
-    return found[0]
+    return found[0].removesuffix(".weight")
 
 
 def _to_disk_bytes(value, ckpt, name: str) -> bytes:
@@ -548,9 +432,3 @@ def _to_disk_bytes(value, ckpt, name: str) -> bytes:
         raise PlanError(f"--replace linear: the folded {name} has shape {tuple(t.shape)}, the checkpoint's "
                         f"{tuple(info.shape)}")
     return t.reshape(-1).view(torch.uint8).numpy().tobytes()
-
-
-def _bar(progress: bool):
-    from tqdm.auto import tqdm
-
-    return lambda it, desc="", **k: tqdm(it, desc=desc, disable=not progress, leave=False)

@@ -9,20 +9,19 @@ from __future__ import annotations
 import hashlib
 import json
 import math
-import sys
 from dataclasses import dataclass
 from pathlib import Path
 
 from .. import __version__, cache_root
 from ..datasets_io import check_local_data
 from ..disk.checkpoint import Checkpoint
-from ..disk.remote_code import load_model, load_tokenizer
 from ..errors import DataError, PlanError
 from ..hub import Source, resolve_source
 from ..plan import Plan
-from ..settings import ScoreOptions
+from ..settings import WIKITEXT2, ScoreOptions
 from ..workdir import write_json
-from .calibration import WIKITEXT2, Calibration, load_calibration, load_texts
+from .calibration import Calibration, load_texts
+from .drivers import open_driver
 from .metrics import (
     DISTANCES,
     ScoreInputs,
@@ -103,29 +102,10 @@ def _run(src: Source, ckpt: Checkpoint, options: ScoreOptions, data: str | None,
     streamed = False
     if metric.needs_model:
         texts = load_texts(data)  # bad data fails before the model is loaded
-        streamed = _should_stream(options, ckpt, progress)
-        if streamed:
-            from .streamed_model import StreamedModel
-            from .streaming import StreamingDriver, default_budget
-
-            tokenizer = _load_tokenizer(src.path, options)
-            calib = load_calibration(data, tokenizer, samples=options.samples, seq_len=options.seq_len,
-                                     seed=options.seed, texts=texts)
-            model = StreamedModel(src.path, ckpt, options.dtype, options.trust_remote_code, _stream_device(),
-                                  needs_logits=options.metric in ("ppl", "finercut", "taylor"))
-            batches = model.prepare(list(calib.input_ids.split(options.batch_size)))
-            inputs.driver = StreamingDriver(model, batches, default_budget(), progress=progress)
-        else:
-            from .forward import LayerStack
-            from .in_memory import InMemoryDriver
-
-            model, tokenizer = _load_model(src.path, options)
-            calib = load_calibration(data, tokenizer, samples=options.samples, seq_len=options.seq_len,
-                                     seed=options.seed, texts=texts)
-            device = next(model.parameters()).device
-            ids = calib.input_ids.to(device)
-            inputs.driver = InMemoryDriver(LayerStack(model, ckpt.arch), list(ids.split(options.batch_size)),
-                                           cached=not naive, progress=progress)
+        inputs.driver, calib, streamed = open_driver(
+            src.path, ckpt, options, data, texts, samples=options.samples, seq_len=options.seq_len,
+            seed=options.seed, needs_logits=options.metric in ("ppl", "finercut", "taylor"), progress=progress,
+            naive=naive)
     record: dict = {"format": SCORES_FORMAT, "version": 1, "hfprune_version": __version__,
                     "metric": options.metric, "source": src.provenance(),
                     "num_layers": n, "remove": options.remove,
@@ -133,46 +113,8 @@ def _run(src: Source, ckpt: Checkpoint, options: ScoreOptions, data: str | None,
                     "mode": "iterative" if options.iterative_step else "one-shot",
                     "layer_by_layer": streamed}
     target = _Target(ckpt, options.target_params) if options.target_params is not None else None
-    if metric.kind == "layer":
-        removed: list[int] = []
-        rounds = []
-        while not _enough(removed, options, target):
-            inputs.removed = tuple(removed)
-            scores = metric.score(inputs)
-            if target is None:
-                step = options.iterative_step or options.remove
-                chosen = lowest(scores, min(step, options.remove - len(removed)))
-            else:
-                chosen = target.layers(scores, removed)[:options.iterative_step or None]
-            rounds.append({"scores": scores, "removed": sorted(chosen)})
-            removed += chosen
-        record["rounds"] = rounds
-        record["scores"] = rounds[0]["scores"]
-        if options.iterative_step:
-            record["iterative_step"] = options.iterative_step
-        plan = Plan.build(n, drop_layers=sorted(removed), metric=options.metric)
-    elif metric.kind == "block":
-        block = options.remove if target is None else target.block_size()
-        distances = angular_distances(inputs, block)
-        start = min((d, i) for i, d in enumerate(distances) if d is not None)[1]
-        record["scores"] = distances
-        record["block_start"] = start
-        plan = Plan.build(n, drop_layers=list(range(start, start + block)), metric=options.metric)
-    else:
-        if target is None:
-            steps = finercut(inputs, options.remove, options.distance)
-        else:
-            steps = finercut(inputs, target.sub_blocks_estimate(), options.distance, stop=target.met_by)
-            attn_, mlp_ = ({s["removed"]["layer"] for s in steps if s["removed"]["block"] == b}
-                           for b in ("attention", "mlp"))
-            if not target.met_by(attn_, mlp_):
-                raise PlanError(f"--target-params {options.target_params:g}: finercut's candidate sub-blocks free "
-                                f"fewer than the {target.need:,} parameters needed; give a larger target")
-        record["distance"] = options.distance
-        record["steps"] = steps
-        attn = [s["removed"]["layer"] for s in steps if s["removed"]["block"] == "attention"]
-        mlp = [s["removed"]["layer"] for s in steps if s["removed"]["block"] == "mlp"]
-        plan = Plan.build(n, skip_attention=attn, skip_mlp=mlp, metric=options.metric)
+    choose = {"layer": _choose_layers, "block": _choose_block, "sub-block": _choose_sub_blocks}[metric.kind]
+    plan = choose(metric, inputs, options, target, record)
     if target is not None:
         record["remove"] = len(plan.drop_layers) if metric.kind != "sub-block" else len(record["steps"])
         record["target_params"] = options.target_params
@@ -180,6 +122,56 @@ def _run(src: Source, ckpt: Checkpoint, options: ScoreOptions, data: str | None,
             plan.drop_layers, plan.skip_attention, plan.skip_mlp), "needed": target.need}
     record["plan"] = plan.to_dict()
     return record
+
+
+def _choose_layers(metric, inputs: ScoreInputs, options: ScoreOptions, target: "_Target | None", record: dict) -> Plan:
+    """Score, take the lowest layers (all at once, or `iterative_step` at a time, rescoring in between)."""
+    removed: list[int] = []
+    rounds = []
+    while not _enough(removed, options, target):
+        inputs.removed = tuple(removed)
+        scores = metric.score(inputs)
+        if target is None:
+            step = options.iterative_step or options.remove
+            chosen = lowest(scores, min(step, options.remove - len(removed)))
+        else:
+            chosen = target.layers(scores, removed)[:options.iterative_step or None]
+        rounds.append({"scores": scores, "removed": sorted(chosen)})
+        removed += chosen
+    record["rounds"] = rounds
+    record["scores"] = rounds[0]["scores"]
+    if options.iterative_step:
+        record["iterative_step"] = options.iterative_step
+    return Plan.build(inputs.num_layers, drop_layers=sorted(removed), metric=options.metric)
+
+
+def _choose_block(metric, inputs: ScoreInputs, options: ScoreOptions, target: "_Target | None", record: dict) -> Plan:
+    """The contiguous block of the needed length with the smallest angular distance."""
+    block = options.remove if target is None else target.block_size()
+    distances = angular_distances(inputs, block)
+    start = min((d, i) for i, d in enumerate(distances) if d is not None)[1]
+    record["scores"] = distances
+    record["block_start"] = start
+    return Plan.build(inputs.num_layers, drop_layers=list(range(start, start + block)), metric=options.metric)
+
+
+def _choose_sub_blocks(metric, inputs: ScoreInputs, options: ScoreOptions, target: "_Target | None",
+                       record: dict) -> Plan:
+    """FinerCut's greedy steps, `remove` of them or until the size target is met."""
+    if target is None:
+        steps = finercut(inputs, options.remove, options.distance)
+    else:
+        steps = finercut(inputs, target.sub_blocks_estimate(), options.distance, stop=target.met_by)
+        attn_, mlp_ = ({s["removed"]["layer"] for s in steps if s["removed"]["block"] == b}
+                       for b in ("attention", "mlp"))
+        if not target.met_by(attn_, mlp_):
+            raise PlanError(f"--target-params {options.target_params:g}: finercut's candidate sub-blocks free "
+                            f"fewer than the {target.need:,} parameters needed; give a larger target")
+    record["distance"] = options.distance
+    record["steps"] = steps
+    attn = [s["removed"]["layer"] for s in steps if s["removed"]["block"] == "attention"]
+    mlp = [s["removed"]["layer"] for s in steps if s["removed"]["block"] == "mlp"]
+    return Plan.build(inputs.num_layers, skip_attention=attn, skip_mlp=mlp, metric=options.metric)
 
 
 class _Target:
@@ -220,63 +212,6 @@ def _enough(removed: list[int], options: ScoreOptions, target: "_Target | None")
     if target is None:
         return len(removed) >= options.remove
     return target.sizes.removed(removed) >= target.need
-
-
-def _check_dtype(options: ScoreOptions) -> None:
-    if options.dtype not in ("auto", "float32", "bfloat16", "float16"):
-        raise PlanError(f"--dtype {options.dtype}: choose float32, bfloat16, float16 or auto")
-
-
-def _should_stream(options: ScoreOptions, ckpt: Checkpoint, progress: bool) -> bool:
-    """--stream on/off as given; auto streams when the whole model would not fit in the memory left."""
-    from .streamed_model import available_memory, in_memory_bytes
-    from .streaming import STREAMED_METRICS
-
-    _check_dtype(options)
-    if options.stream == "off":
-        return False
-    if options.stream == "on":
-        if options.metric not in STREAMED_METRICS:
-            raise PlanError(f"--stream on scores {', '.join(STREAMED_METRICS)} layer by layer; {options.metric} needs "
-                            "the whole model in memory (--stream off)")
-        if options.device_map:
-            raise PlanError("--stream on and --device-map exclude each other: give one")
-        return True
-    if options.device_map or options.metric not in STREAMED_METRICS:
-        return False
-    size = {"float32": 4, "bfloat16": 2, "float16": 2}.get(options.dtype)
-    need, free = in_memory_bytes(ckpt, size), available_memory()
-    if need <= free:
-        return False
-    if progress:
-        print(f"the model needs ~{need / 2**30:.1f} GiB in memory and {free / 2**30:.1f} GiB is free: scoring it "
-              "layer by layer (--stream off to load it whole)", file=sys.stderr)
-    return True
-
-
-def _stream_device() -> str:
-    import torch
-
-    return "cuda" if torch.cuda.is_available() else "cpu"
-
-
-def _load_tokenizer(path: Path, options: ScoreOptions):
-    try:
-        return load_tokenizer(path, options.trust_remote_code)
-    except (OSError, ValueError):
-        raise DataError(f"{path} has no tokenizer; data-driven metrics need the checkpoint's tokenizer") from None
-
-
-def _load_model(path: Path, options: ScoreOptions):
-    import torch
-
-    _check_dtype(options)
-    dtype = "auto" if options.dtype == "auto" else getattr(torch, options.dtype)
-    kwargs = {"dtype": dtype}
-    if options.device_map:
-        kwargs["device_map"] = options.device_map
-    model = load_model(path, options.trust_remote_code, **kwargs).eval()
-    return model, _load_tokenizer(path, options)
 
 
 def _cache_key(src: Source, options: ScoreOptions, data: str | None, naive: bool) -> str:

@@ -135,6 +135,7 @@ class StreamedModel:
         self.model = model.eval()
         self.layers = decoder_of(model).layers
         self._files = {name: (f.path, info) for f in ckpt.files for name, info in f.tensors.items()}
+        self._overrides: dict[str, object] = {}  # tensor name -> the value to use instead of the file's
         module_names = {id(m): n for n, m in model.named_modules()}
         self._layer_prefix = [module_names[id(layer)] + "." for layer in self.layers]
         self.needs_logits = needs_logits
@@ -210,10 +211,31 @@ class StreamedModel:
         for name, buf in module.named_buffers(remove_duplicate=False):
             yield name, buf
 
-    def _read(self, name: str, cast: bool = True):
-        """One tensor from its file with a plain read, converted to the scoring dtype if floating (and `cast`)."""
+    def tensor(self, name: str):
+        """Checkpoint tensor `name` as the model computes with it (None if the checkpoint has none)."""
+        return self._read(name) if name in self._files else None
+
+    def override(self, name: str, value) -> None:
+        """From now on the model computes with `value` for checkpoint tensor `name` (the file is not touched)."""
+        if name not in self._files:
+            raise CheckpointError(f"the checkpoint has no tensor {name} to replace")
+        self._overrides[name] = value
+
+    def set_input_embedding(self, weight) -> None:
+        """Use `weight` as the input embedding (until the next `prepare` releases it again)."""
         import torch
 
+        emb = self.model.get_input_embeddings()
+        emb.weight = torch.nn.Parameter(weight.to(self.dtype).to(self.device), requires_grad=False)
+
+    def _read(self, name: str, cast: bool = True):
+        """One tensor from its file with a plain read (or its override), converted to the scoring dtype if
+        floating (and `cast`)."""
+        import torch
+
+        if name in self._overrides:
+            t = self._overrides[name]
+            return (t.to(self.dtype) if cast and t.is_floating_point() else t).to(self.device)
         path, info = self._files[name]
         raw = torch.empty(info.nbytes, dtype=torch.uint8)
         with open(path, "rb") as f:

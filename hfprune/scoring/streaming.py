@@ -19,7 +19,8 @@ from __future__ import annotations
 import contextlib
 import os
 
-from .passes import Branch
+from .forward import FfnSplit
+from .passes import Branch, Projection
 from .streamed_model import StreamBatch, StreamedModel, available_memory
 
 STREAMED_METRICS = ("block-influence", "angular", "ppl", "finercut", "taylor")
@@ -38,13 +39,15 @@ def groups(branches: list[Branch], per_pass: int) -> list[list[Branch]]:
 
 def layer_pass(sm: StreamedModel, batches: list[StreamBatch], *, attn: set[int] = frozenset(),
                mlp: set[int] = frozenset(), branches: list[Branch] = (), reference: bool = False,
-               on_layer=None, on_end=None, bar=None):
-    """One pass over the layers. The main stream runs with `attn`/`mlp` sub-blocks removed (both: the layer goes);
-    each branch also loses its own block; `reference` adds a stream of the unpruned model. on_layer(i, b, x, y)
-    sees the main stream around layer i; on_end(b, main, {branch: stream}, reference) sees the ends."""
+               split: set[int] = frozenset(), upto: int | None = None, on_layer=None, on_split=None, on_end=None,
+               bar=None):
+    """One pass over the layers (up to layer `upto`). The main stream runs with `attn`/`mlp` sub-blocks removed
+    (both: the layer goes); each branch also loses its own block; `reference` adds a stream of the unpruned model.
+    on_split(i, b, y, m) sees the terms of layer i's output for the layers in `split`, on_layer(i, b, x, y) the
+    main stream around layer i; on_end(b, main, {branch: stream}, reference) sees the ends."""
     import torch
 
-    n = len(sm.layers)
+    n = len(sm.layers) if upto is None else upto + 1
     main = [b.embedded for b in batches]
     ref = list(main) if reference else None
     side: dict[Branch, list] = {}
@@ -64,7 +67,12 @@ def layer_pass(sm: StreamedModel, batches: list[StreamBatch], *, attn: set[int] 
                             side[br][bi] = sm.run(layer, i, batch, side[br][bi], i in attn, i in mlp)
                     if reference:
                         ref[bi] = sm.run(layer, i, batch, ref[bi])
-                    y = sm.run(layer, i, batch, x, i in attn, i in mlp)
+                    if on_split is not None and i in split:
+                        with FfnSplit(layer, sm.arch) as terms:
+                            y = sm.run(layer, i, batch, x, i in attn, i in mlp)
+                        on_split(i, bi, *terms.terms(y))
+                    else:
+                        y = sm.run(layer, i, batch, x, i in attn, i in mlp)
                     if on_layer is not None:
                         on_layer(i, bi, x, y)
                     main[bi] = y
@@ -95,10 +103,11 @@ class StreamingDriver:
                                      leave=False)
 
     def run(self, observer, *, attn=frozenset(), mlp=frozenset(), branches=(), reference: bool = False,
-            desc: str = "") -> None:
-        branches = list(branches)
+            split=frozenset(), upto: int | None = None, desc: str = "") -> None:
+        branches = list(branches) if upto is None else []
         on_layer = getattr(observer, "on_layer", None)
-        observer_end = getattr(observer, "on_end", None)
+        on_split = getattr(observer, "on_split", None)
+        observer_end = getattr(observer, "on_end", None) if upto is None else None
 
         def on_end(bi, main, ends, ref):
             batch = self.batches[bi]
@@ -107,9 +116,31 @@ class StreamingDriver:
         extra = (1 if branches else 0) + (1 if reference else 0)  # the main stream's end, the reference stream
         per_pass = max(1, self.budget // max(1, stream_bytes(self.batches)) - extra)
         for g, group in enumerate(groups(branches, per_pass)):
-            layer_pass(self.sm, self.batches, attn=set(attn), mlp=set(mlp), branches=group, reference=reference,
-                       on_layer=on_layer if g == 0 else None, on_end=on_end if observer_end else None,
-                       bar=self._bar(desc))
+            layer_pass(self.sm, self.batches, attn=set(attn), mlp=set(mlp), branches=group,
+                       reference=reference and upto is None, split=set(split), upto=upto,
+                       on_layer=on_layer if g == 0 else None, on_split=on_split if g == 0 else None,
+                       on_end=on_end if observer_end else None, bar=self._bar(desc))
+
+    def layer_split(self, i: int, bi: int, x, skip_attention: bool = False) -> tuple:
+        import torch
+
+        with self.sm.layer(i) as layer, FfnSplit(layer, self.arch) as terms, torch.no_grad():
+            return terms.terms(self.sm.run(layer, i, self.batches[bi], x, skip_attention, False))
+
+    def read(self, projection: Projection) -> tuple:
+        import torch
+
+        weight = self.sm.tensor(f"{projection.name}.weight").to(torch.float32)
+        bias = self.sm.tensor(f"{projection.name}.bias")
+        return weight, None if bias is None else bias.to(torch.float32)
+
+    def write(self, projection: Projection, weight, bias=None) -> None:
+        self.sm.override(f"{projection.name}.weight", weight)
+        if bias is not None:
+            self.sm.override(f"{projection.name}.bias", bias)
+        if projection.layer < 0:  # layer 0's recorded input comes from the embedding: record it again
+            self.sm.set_input_embedding(weight)
+            self.batches = self.sm.prepare([b.ids for b in self.batches])
 
     def backward(self, removed: set[int], reduce, desc: str = "") -> list:
         """One forward pass keeps every layer's input; then from the head down each layer is read again, its
