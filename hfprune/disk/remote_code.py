@@ -25,7 +25,6 @@ AUTO_MAP = {"AutoConfig": f"{MODELING_FILE[:-3]}.{SKIP_CONFIG_CLASS}",
             "AutoModelForCausalLM": f"{MODELING_FILE[:-3]}.{SKIP_MODEL_CLASS}"}
 _TEMPLATE = Path(__file__).resolve().parents[1] / "resources" / f"{MODELING_FILE}.in"
 _IDENTIFIER = re.compile(r"^[A-Za-z_][A-Za-z0-9_]*$")
-_MODULE = re.compile(r"^[A-Za-z_][A-Za-z0-9_]*(\.[A-Za-z_][A-Za-z0-9_]*)*$")
 
 
 def _identifier(value: str, what: str, pattern=_IDENTIFIER) -> str:

@@ -1,9 +1,11 @@
-"""Names a recipe gives its outputs: the default repo name and work dir name."""
+"""Names a recipe gives its outputs: the default repo name, the work dir name, the files a sweep writes."""
 
 from __future__ import annotations
 
 from ..plan import Plan
 from ..settings import Recipe
+
+PARETO_SVG = "pareto.svg"  # a sweep's quality-against-size chart, also published with an entry
 
 
 def name_stem(recipe: Recipe) -> str:

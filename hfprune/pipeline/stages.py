@@ -259,7 +259,7 @@ def _write_final(ctx: StageContext, staging: Path, record: SourceRecord, plan: P
     card.save(staging / "README.md")
     (staging / "layer_map.svg").write_text(layer_map_svg(plan))
     if ctx.sweep_svg and ctx.sweep_table:
-        from .sweep import PARETO_SVG
+        from .naming import PARETO_SVG
 
         (staging / PARETO_SVG).write_text(ctx.sweep_svg)
     (staging / "recipe.yaml").write_text(published_recipe)

@@ -17,11 +17,11 @@ from ..errors import OutputExistsError, RecipeError, UnsafeOutputError
 from ..settings import RECOVERY_METHODS as _METHODS
 from ..settings import Recipe
 from ..workdir import LOCK_FILE, check_not_input, work_dir_lock, write_json, write_text
+from .naming import PARETO_SVG
 
 SWEEP_FILE = "sweep.json"
 RESULTS_JSON = "results.json"
 RESULTS_MD = "results.md"
-PARETO_SVG = "pareto.svg"
 SWEEP_MARKER = ".hfprune-workdir"
 RECOVERY_METHODS = ("none",) + _METHODS
 
