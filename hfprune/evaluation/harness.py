@@ -20,6 +20,8 @@ from .. import __version__
 from ..errors import EvalError
 from ..workdir import write_json
 
+CITATION = "A framework for few-shot language model evaluation (Gao et al.), EleutherAI lm-evaluation-harness"
+
 DATA_DIR = Path(__file__).resolve().parents[1] / "resources"
 PRIMARY_METRICS = ("acc", "acc_norm", "word_perplexity", "byte_perplexity", "exact_match")
 DEFAULT_MAX_LENGTH = 2048

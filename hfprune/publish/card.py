@@ -8,22 +8,23 @@ from pathlib import Path
 
 from ..plan import Plan, format_layer_list
 
-CITATIONS = {
-    "reverse-order": "Reassessing Layer Pruning in LLMs: New Insights and Methods (Lu et al., 2024), arXiv:2411.15558",
-    "partial": "Reassessing Layer Pruning in LLMs: New Insights and Methods (Lu et al., 2024), arXiv:2411.15558",
-    "finercut": "FinerCut: Finer-grained Interpretable Layer Pruning for Large Language Models (Zhang et al., 2024), "
-                "arXiv:2405.18218",
-    "angular": "The Unreasonable Ineffectiveness of the Deeper Layers (Gromov et al., 2024), arXiv:2403.17887",
-    "qlora": "QLoRA: Efficient Finetuning of Quantized LLMs (Dettmers et al., 2023), arXiv:2305.14314",
-    "lora": "LoRA: Low-Rank Adaptation of Large Language Models (Hu et al., 2021), arXiv:2106.09685",
-    "block-influence": "ShortGPT: Layers in Large Language Models are More Redundant Than You Expect (Men et al., 2024), "
-                       "arXiv:2403.03853",
-    "taylor": "LLM-Pruner: On the Structural Pruning of Large Language Models (Ma et al., 2023), arXiv:2305.11627",
-    "lm-eval": "A framework for few-shot language model evaluation (Gao et al.), EleutherAI lm-evaluation-harness",
-    "linear": "ReplaceMe: Network Simplification via Layer Pruning and Linear Transformations (Shopkhoev et al., "
-              "2025), arXiv:2505.02819",
-}
 DATASET_IDS = {"alpaca": "yahma/alpaca-cleaned", "dolly": "databricks/databricks-dolly-15k"}
+
+
+def cited(plan: Plan, replaced: bool, recovery_method: str | None) -> list[str]:
+    """The papers behind what ran, each once: the metric's (a skip map follows FinerCut whatever chose it), the
+    linear replacement's, the healing method's, lm-eval's."""
+    from ..evaluation.harness import CITATION as LM_EVAL
+    from ..recovery import METHOD_CITATIONS
+    from ..scoring.linear_fit import CITATION as REPLACEME
+    from ..scoring.metrics import FINERCUT, METRICS
+
+    metric = METRICS.get(plan.metric or "reverse-order")
+    found = [FINERCUT] if plan.has_skips else []
+    found += [metric.citation] if metric is not None and metric.citation else []
+    found += [REPLACEME] if replaced else []
+    found += [METHOD_CITATIONS[recovery_method]] if recovery_method in METHOD_CITATIONS else []
+    return list(dict.fromkeys(found + [LM_EVAL]))
 
 
 def template_path() -> Path:
@@ -271,11 +272,8 @@ def build_card(inputs: CardInputs):
                          datasets=datasets or None, tags=tags, model_name=model_name,
                          eval_results=results or None, pipeline_tag="text-generation")
     before, after = ev["dense"]["size"]["parameters"], ev[final]["size"]["parameters"]
-    keys = ([plan.metric or "reverse-order"] + (["linear"] if (inputs.replacement or {}).get("blocks") else [])
-            + ([inputs.recovery["method"]] if inputs.recovery else []) + ["lm-eval"])
-    citations = list(dict.fromkeys(CITATIONS[k] for k in keys if k in CITATIONS))
-    if plan.has_skips and CITATIONS["finercut"] not in citations:
-        citations.insert(0, CITATIONS["finercut"])
+    citations = cited(plan, bool((inputs.replacement or {}).get("blocks")),
+                      inputs.recovery["method"] if inputs.recovery else None)
     recovery = _recovery_summary(inputs, ev) if inputs.recovery else None
     scores_table = _scores_table(inputs.scores) if inputs.scores else ""
     return ModelCard.from_template(

@@ -22,6 +22,8 @@ from dataclasses import dataclass, field
 from ..errors import PlanError
 from .passes import Projection
 
+CITATION = ("ReplaceMe: Network Simplification via Layer Pruning and Linear Transformations (Shopkhoev et al., "
+            "2025), arXiv:2505.02819")
 # The FFN's output projection, by the name it has in the architectures hfprune knows.
 FFN_OUTPUT_NAMES = ("down_proj", "fc2", "dense_4h_to_h", "c_proj", "w2")
 # Norms applied to the FFN's output before the residual add: a linear map cannot be folded through them.

@@ -11,10 +11,14 @@ from __future__ import annotations
 import math
 import random
 from dataclasses import dataclass
-from typing import Callable
+from typing import TYPE_CHECKING, Callable
 
 from ..errors import PlanError
 from .passes import Branch
+
+if TYPE_CHECKING:
+    from ..disk.checkpoint import Checkpoint
+    from .passes import Driver
 
 
 @dataclass
@@ -22,8 +26,8 @@ class ScoreInputs:
     """What a metric may use. `driver` is None for metrics that need no model or data."""
 
     num_layers: int
-    driver: object = None  # passes.Driver
-    checkpoint: object = None  # checkpoint.Checkpoint
+    driver: Driver | None = None
+    checkpoint: Checkpoint | None = None
     removed: tuple[int, ...] = ()
     seed: int = 0
     progress: bool = False
@@ -45,6 +49,7 @@ class Metric:
     needs_data: bool
     kind: str  # "layer", "block" or "sub-block"
     score: Callable | None = None
+    citation: str | None = None  # the paper it follows, cited by the model card
 
 
 # ---------------------------------------------------------------- layer metrics without a model
@@ -286,18 +291,25 @@ def finercut_steps(remove: int, stop, attn: set[int], mlp: set[int]):
         step += 1
 
 
+SEED_PAPER = "Reassessing Layer Pruning in LLMs: New Insights and Methods (Lu et al., 2024), arXiv:2411.15558"
+FINERCUT = ("FinerCut: Finer-grained Interpretable Layer Pruning for Large Language Models (Zhang et al., 2024), "
+            "arXiv:2405.18218")
+
 METRICS: dict[str, Metric] = {m.name: m for m in [
-    Metric("reverse-order", "the last N layers (no data)", False, False, "layer", _reverse_order),
+    Metric("reverse-order", "the last N layers (no data)", False, False, "layer", _reverse_order, SEED_PAPER),
     Metric("random", "N random layers, seeded (no data)", False, False, "layer", _random),
     Metric("magnitude-l1", "lowest sum of L1 norms of a layer's weight matrices", False, False, "layer", _magnitude(1)),
     Metric("magnitude-l2", "lowest sum of L2 norms of a layer's weight matrices", False, False, "layer", _magnitude(2)),
-    Metric("taylor", "lowest sum of |dL/dW * W| on calibration data", True, True, "layer", _taylor),
+    Metric("taylor", "lowest sum of |dL/dW * W| on calibration data", True, True, "layer", _taylor,
+           "LLM-Pruner: On the Structural Pruning of Large Language Models (Ma et al., 2023), arXiv:2305.11627"),
     Metric("ppl", "smallest perplexity when the layer alone is removed", True, True, "layer", _ppl),
     Metric("block-influence", "ShortGPT: lowest 1 - cos(layer input, layer output)", True, True, "layer",
-           _block_influence),
-    Metric("angular", "Gromov et al.: contiguous block with the smallest angular distance", True, True, "block"),
+           _block_influence, "ShortGPT: Layers in Large Language Models are More Redundant Than You Expect (Men et "
+                             "al., 2024), arXiv:2403.03853"),
+    Metric("angular", "Gromov et al.: contiguous block with the smallest angular distance", True, True, "block",
+           citation="The Unreasonable Ineffectiveness of the Deeper Layers (Gromov et al., 2024), arXiv:2403.17887"),
     Metric("finercut", "FinerCut: greedy attention/FFN sub-block removal by output divergence", True, True,
-           "sub-block"),
+           "sub-block", citation=FINERCUT),
 ]}
 
 
