@@ -31,3 +31,13 @@ def tiny_checkpoints(tmp_path_factory):
         return cache[key]
 
     return get
+
+
+@pytest.fixture(scope="session")
+def calib_text(tmp_path_factory):
+    """A calibration text file (the demo text, repeated): enough tokens for any metric's or fit's windows here."""
+    from hfprune.tiny import DEMO_TEXT
+
+    path = tmp_path_factory.mktemp("calib") / "calib.txt"
+    path.write_text((DEMO_TEXT + "\n") * 20)
+    return path

@@ -1,5 +1,6 @@
 """A new user's first hour: errors that lead somewhere at once, offline runs that fail fast and name the offline
-alternatives, outputs where they are expected, a card that tells the truth, help that explains every option."""
+alternatives, outputs where they are expected, a card that tells the truth, help that explains every option and
+imports nothing heavy, the offline demo, an installed wheel that finds its resources."""
 
 import json
 import os
@@ -7,13 +8,15 @@ import socket
 import stat
 import subprocess
 import sys
+from pathlib import Path
 
 import pytest
+from huggingface_hub import ModelCard
 
 from hfprune.cli import build_parser, main
 
-from .helpers import one_line_error
-from .hub_server import FakeHub
+from ..helpers import one_line_error
+from ..hub_server import FakeHub
 
 
 @pytest.fixture
@@ -99,25 +102,6 @@ def test_outputs_are_ordinary_folders(src, tmp_path):
     assert stat.S_IMODE((tmp_path / "out").stat().st_mode) == 0o755
 
 
-def test_card_formats_and_wording():
-    from hfprune.publish.card import format_delta, layer_map_svg, publishable_recipe
-    from hfprune.plan import Plan
-
-    assert format_delta("acc", 0.5, 0.4312) == "-6.88 pt"
-    assert format_delta("word_perplexity", 20.0, 25.0) == "+25.0%"
-    assert format_delta("word_perplexity", 20.0, 5.2e6) == "+25,999,900.0%"
-    svg = layer_map_svg(Plan.build(3, skip_attention=[1]))
-    width = int(svg.split('width="')[1].split('"')[0])
-    assert width >= 44 + 6 * len("layer map: 3 source layers, 3 kept")
-    recipe = {"source": "/home/me/models/base", "prune": {"data": "/home/me/calib.jsonl"},
-              "recover": {"method": "partial", "dataset": "/home/me/heal.jsonl", "lora_r": 8, "last_k": 3},
-              "eval": {"include_path": None}, "push": {}}
-    out = publishable_recipe(recipe)
-    assert out["source"] == "base" and out["prune"]["data"] == "calib.jsonl"
-    assert out["recover"]["dataset"] == "heal.jsonl" and "lora_r" not in out["recover"]
-    assert "/home/me" not in json.dumps(out)
-
-
 def test_skip_only_card_and_no_push_card_tell_the_truth(src, tmp_path):
     from huggingface_hub import ModelCard
 
@@ -142,3 +126,47 @@ def test_every_option_of_every_command_is_explained():
             if action.option_strings and action.help is None and "-h" not in action.option_strings:
                 missing.append(f"{name} {action.option_strings[0]}")
     assert not missing, missing
+
+
+def test_every_help_works_without_heavy_imports():
+    """--help is instant because it imports neither torch nor transformers nor lm-eval (timing lives in bench/)."""
+    probe = ("import runpy, sys\n"
+             "sys.argv = ['hfprune'] + sys.argv[1:] + ['--help']\n"
+             "try:\n    runpy.run_module('hfprune', run_name='__main__')\n"
+             "except SystemExit:\n    pass\n"
+             "print('HEAVY', sorted(m for m in ('torch', 'transformers', 'lm_eval') if m in sys.modules))\n")
+    for args in ([], ["prune"], ["score"], ["recover"], ["eval"], ["push"], ["sweep"], ["demo"], ["export-gguf"]):
+        proc = subprocess.run([sys.executable, "-c", probe, *args], capture_output=True, text=True)
+        assert "usage:" in proc.stdout, proc.stderr
+        assert proc.stdout.strip().splitlines()[-1] == "HEAVY []", (args, proc.stdout[-300:])
+
+
+def test_card_template_renders_from_an_installed_wheel(tmp_path):
+    root = Path(__file__).resolve().parents[2]
+    subprocess.run([sys.executable, "-m", "pip", "wheel", str(root), "--no-deps", "--no-build-isolation", "-q",
+                    "-w", str(tmp_path / "whl")], check=True, capture_output=True)
+    wheel = next((tmp_path / "whl").glob("hfprune-*.whl"))
+    subprocess.run([sys.executable, "-m", "pip", "install", "--no-deps", "-q", "--target", str(tmp_path / "site"),
+                    str(wheel)], check=True, capture_output=True)
+    code = ("import hfprune.publish.card as c, sys; p = c.template_path(); print(p); "
+            "assert str(p).startswith(sys.argv[1]), p; "
+            "from hfprune.evaluation.harness import DATA_DIR; assert (DATA_DIR / 'demo_mc.jsonl').is_file(); "
+            "from hfprune.disk.remote_code import _TEMPLATE as t; assert t.is_file() and str(t).startswith(sys.argv[1]), t")
+    proc = subprocess.run([sys.executable, "-c", code, str(tmp_path / "site")], capture_output=True, text=True,
+                          env=dict(os.environ, PYTHONPATH=str(tmp_path / "site")), cwd=tmp_path)
+    assert proc.returncode == 0, proc.stderr
+
+
+def test_demo_runs_the_whole_pipeline_offline(tmp_path):
+    env = dict(os.environ, HF_HUB_OFFLINE="1", HF_HOME=str(tmp_path / "hf"))
+    proc = subprocess.run([sys.executable, "-m", "hfprune", "demo", "--work-dir", str(tmp_path / "demo")],
+                          capture_output=True, text=True, env=env, timeout=600)
+    assert proc.returncode == 0, proc.stderr[-3000:]
+    work = tmp_path / "demo"
+    for artifact in ("source.json", "plan.json", "pruned", "recovered", "eval.json", "final/README.md",
+                     "final/model.safetensors", "final/layer_map.svg"):
+        assert (work / artifact).exists(), artifact
+    evaluation = json.loads((work / "eval.json").read_text())
+    assert set(evaluation) == {"dense", "pruned", "recovered"}
+    card = ModelCard.load(work / "final" / "README.md")
+    assert card.data.eval_results

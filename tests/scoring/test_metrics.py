@@ -13,13 +13,6 @@ from hfprune.settings import ScoreOptions
 from hfprune.tiny import DEMO_TEXT, build_tiny_checkpoint
 
 
-@pytest.fixture(scope="module")
-def calib_file(tmp_path_factory):
-    path = tmp_path_factory.mktemp("data") / "calib.txt"
-    path.write_text((DEMO_TEXT + "\n") * 20)
-    return path
-
-
 def planted(folder, model_type="llama", layers=8, identity=(), attn_identity=(), mlp_identity=(), shrink=(),
             train_steps=0):
     """A tiny checkpoint whose layers/sub-blocks in the given sets compute the identity (or have tiny weights).
@@ -78,12 +71,12 @@ def run(source, tmp_path, calib, naive=False, **kw):
 
 
 @pytest.mark.parametrize("metric", ["block-influence", "taylor", "angular"])
-def test_identity_layers_are_selected(metric, identity_model, calib_file, tmp_path):
-    result = run(identity_model, tmp_path, calib_file, metric=metric, remove=2)
+def test_identity_layers_are_selected(metric, identity_model, calib_text, tmp_path):
+    result = run(identity_model, tmp_path, calib_text, metric=metric, remove=2)
     assert result.plan.drop_layers == (3, 4)
 
 
-def test_ppl_is_the_perplexity_of_each_really_pruned_checkpoint(identity_model, calib_file, tmp_path):
+def test_ppl_is_the_perplexity_of_each_really_pruned_checkpoint(identity_model, calib_text, tmp_path):
     """ppl's truth, checked against real pruned checkpoints: identity layers leave the dense perplexity exactly,
     and the layers chosen are those whose pruned checkpoints have the lowest perplexity. (In these tiny trained
     models removing the last layer *lowers* perplexity, so identity layers are not necessarily chosen.)"""
@@ -92,8 +85,8 @@ def test_ppl_is_the_perplexity_of_each_really_pruned_checkpoint(identity_model, 
     from hfprune.api import prune
     from hfprune.scoring.calibration import load_calibration
 
-    result = run(identity_model, tmp_path, calib_file, metric="ppl", remove=2)
-    windows = load_calibration(str(calib_file), AutoTokenizer.from_pretrained(identity_model), samples=4, seq_len=32,
+    result = run(identity_model, tmp_path, calib_text, metric="ppl", remove=2)
+    windows = load_calibration(str(calib_text), AutoTokenizer.from_pretrained(identity_model), samples=4, seq_len=32,
                                seed=0).input_ids
 
     def ppl(folder):
@@ -111,15 +104,15 @@ def test_ppl_is_the_perplexity_of_each_really_pruned_checkpoint(identity_model, 
     assert list(result.plan.drop_layers) == sorted(sorted(range(8), key=lambda i: truth[i])[:2])
 
 
-def test_iterative_block_influence_finds_the_same_identity_layers(identity_model, calib_file, tmp_path):
-    result = run(identity_model, tmp_path, calib_file, metric="block-influence", remove=2, iterative_step=1)
+def test_iterative_block_influence_finds_the_same_identity_layers(identity_model, calib_text, tmp_path):
+    result = run(identity_model, tmp_path, calib_text, metric="block-influence", remove=2, iterative_step=1)
     assert result.plan.drop_layers == (3, 4)
     assert len(result.scores["rounds"]) == 2 and result.scores["rounds"][1]["scores"][result.scores["rounds"][0]["removed"][0]] is None
 
 
-def test_finercut_removes_identity_sub_blocks_first(tmp_path_factory, calib_file, tmp_path):
+def test_finercut_removes_identity_sub_blocks_first(tmp_path_factory, calib_text, tmp_path):
     src = planted(tmp_path_factory.mktemp("fc") / "m", attn_identity=(5,), mlp_identity=(6,))
-    result = run(src, tmp_path, calib_file, metric="finercut", remove=2)
+    result = run(src, tmp_path, calib_text, metric="finercut", remove=2)
     assert result.plan.skip_attention == (5,) and result.plan.skip_mlp == (6,)
     steps = result.scores["steps"]
     assert steps[0]["distance"] == pytest.approx(0.0, abs=1e-7) and steps[1]["distance"] == pytest.approx(0.0, abs=1e-7)
@@ -127,9 +120,9 @@ def test_finercut_removes_identity_sub_blocks_first(tmp_path_factory, calib_file
     assert {c["layer"] for c in steps[0]["candidates"]} == set(range(3, 8))
 
 
-def test_finercut_identity_attention_chosen_first(tmp_path_factory, calib_file, tmp_path):
+def test_finercut_identity_attention_chosen_first(tmp_path_factory, calib_text, tmp_path):
     src = planted(tmp_path_factory.mktemp("fca") / "m", attn_identity=(4, 7))
-    result = run(src, tmp_path, calib_file, metric="finercut", remove=2)
+    result = run(src, tmp_path, calib_text, metric="finercut", remove=2)
     assert result.plan.skip_attention == (4, 7) and not result.plan.skip_mlp
 
 
@@ -151,10 +144,10 @@ def test_reverse_order_and_random_are_deterministic(identity_model, tmp_path):
 @pytest.mark.parametrize("metric,remove,arch", [("ppl", 2, "qwen2"), ("finercut", 3, "qwen2"),
                                                ("finercut", 3, "cohere"), ("finercut", 3, "gemma2")])
 def test_cached_replay_chooses_exactly_what_naive_recomputation_chooses(metric, remove, arch, tiny_checkpoints,
-                                                                        calib_file, tmp_path):
+                                                                        calib_text, tmp_path):
     src = build_tiny_checkpoint(tmp_path / "m", arch, num_layers=6)
-    cached = run(src, tmp_path, calib_file, metric=metric, remove=remove).scores
-    naive = run(src, tmp_path, calib_file, metric=metric, remove=remove, naive=True).scores
+    cached = run(src, tmp_path, calib_text, metric=metric, remove=remove).scores
+    naive = run(src, tmp_path, calib_text, metric=metric, remove=remove, naive=True).scores
     assert cached["plan"] == naive["plan"]
     if metric == "ppl":
         assert cached["scores"] == pytest.approx(naive["scores"], rel=1e-6)
@@ -165,8 +158,8 @@ def test_cached_replay_chooses_exactly_what_naive_recomputation_chooses(metric, 
                                                                              rel=1e-5, abs=1e-9)
 
 
-def test_scores_and_plan_round_trip_through_prune(identity_model, calib_file, tmp_path):
-    code = main(["score", str(identity_model), "--metric", "block-influence", "--remove", "2", "--data", str(calib_file),
+def test_scores_and_plan_round_trip_through_prune(identity_model, calib_text, tmp_path):
+    code = main(["score", str(identity_model), "--metric", "block-influence", "--remove", "2", "--data", str(calib_text),
                  "--samples", "4", "--seq-len", "32", "-o", str(tmp_path / "plan.json"), "--scores",
                  str(tmp_path / "scores.json"), "--cache-dir", str(tmp_path / "cache"), "--no-progress"])
     assert code == 0
@@ -183,8 +176,8 @@ def test_scores_and_plan_round_trip_through_prune(identity_model, calib_file, tm
     assert json.loads((tmp_path / "out" / "config.json").read_text())["num_hidden_layers"] == 6
 
 
-def test_rerun_with_same_inputs_hits_the_cache(identity_model, calib_file, tmp_path):
-    opts = ScoreOptions(metric="block-influence", remove=2, data=str(calib_file), samples=4, seq_len=32)
+def test_rerun_with_same_inputs_hits_the_cache(identity_model, calib_text, tmp_path):
+    opts = ScoreOptions(metric="block-influence", remove=2, data=str(calib_text), samples=4, seq_len=32)
     first = score(identity_model, opts, cache_dir=tmp_path / "cache")
     second = score(identity_model, opts, cache_dir=tmp_path / "cache")
     assert not first.cached and second.cached and first.scores == second.scores
@@ -213,11 +206,11 @@ def test_bad_calibration_data(content, needle, identity_model, tmp_path, capsys)
     assert code == 2 and len(err) == 1 and needle in err[0], err
 
 
-def test_a_skip_map_checkpoint_can_be_scored_again(identity_model, calib_file, tmp_path):
+def test_a_skip_map_checkpoint_can_be_scored_again(identity_model, calib_text, tmp_path):
     from hfprune.api import prune
 
     prune(identity_model, tmp_path / "skip", skip_attention="6")
-    result = run(tmp_path / "skip", tmp_path, calib_file, metric="block-influence", remove=2)
+    result = run(tmp_path / "skip", tmp_path, calib_text, metric="block-influence", remove=2)
     assert result.plan.drop_layers == (3, 4)  # the identity layers are still found through the shipped code
 
 

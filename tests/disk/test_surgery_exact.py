@@ -9,7 +9,7 @@ from hfprune.disk.model_types import ARCHITECTURES
 from hfprune.errors import CheckpointError
 from hfprune.tiny import TINY_CONFIGS
 
-from .reference import bypassed
+from ..reference import bypassed
 
 ARCHS = [a for a in TINY_CONFIGS if a != "llama-tied"] + ["llama-tied"]
 PLANS = {

@@ -10,14 +10,7 @@ import pytest
 from hfprune.cli import main
 from hfprune.scoring.score import score
 from hfprune.settings import ScoreOptions
-from hfprune.tiny import DEMO_TEXT, build_tiny_checkpoint
-
-
-@pytest.fixture(scope="module")
-def calib(tmp_path_factory):
-    path = tmp_path_factory.mktemp("data") / "calib.txt"
-    path.write_text((DEMO_TEXT + "\n") * 20)
-    return path
+from hfprune.tiny import build_tiny_checkpoint
 
 
 @pytest.fixture(scope="module")
@@ -33,8 +26,8 @@ def checkpoints(tmp_path_factory):
     return get
 
 
-def scores_of(src, calib, stream, **kw):
-    opts = ScoreOptions(data=str(calib), samples=5, seq_len=24, batch_size=2, stream=stream, **kw)
+def scores_of(src, calib_text, stream, **kw):
+    opts = ScoreOptions(data=str(calib_text), samples=5, seq_len=24, batch_size=2, stream=stream, **kw)
     return score(src, opts, cache_dir=None).scores
 
 
@@ -80,26 +73,26 @@ CASES = [
 
 
 @pytest.mark.parametrize("arch,metric,remove,kw", CASES, ids=[f"{a}-{m}" for a, m, _, _ in CASES])
-def test_layer_by_layer_chooses_what_in_memory_scoring_chooses(arch, metric, remove, kw, checkpoints, calib):
+def test_layer_by_layer_chooses_what_in_memory_scoring_chooses(arch, metric, remove, kw, checkpoints, calib_text):
     src = checkpoints(arch)
-    in_memory = scores_of(src, calib, "off", metric=metric, remove=remove, **kw)
-    streamed = scores_of(src, calib, "on", metric=metric, remove=remove, **kw)
+    in_memory = scores_of(src, calib_text, "off", metric=metric, remove=remove, **kw)
+    streamed = scores_of(src, calib_text, "on", metric=metric, remove=remove, **kw)
     assert_same(in_memory, streamed)
 
 
-def test_a_small_stream_budget_splits_the_candidates_into_passes(checkpoints, calib, monkeypatch):
+def test_a_small_stream_budget_splits_the_candidates_into_passes(checkpoints, calib_text, monkeypatch):
     src = checkpoints("llama")
-    whole = scores_of(src, calib, "on", metric="finercut", remove=2)
+    whole = scores_of(src, calib_text, "on", metric="finercut", remove=2)
     monkeypatch.setenv("HFPRUNE_STREAM_BUDGET", "1")  # one candidate stream per pass over the layers
-    split = scores_of(src, calib, "on", metric="finercut", remove=2)
+    split = scores_of(src, calib_text, "on", metric="finercut", remove=2)
     assert split["steps"] == whole["steps"]
 
 
 @pytest.mark.parametrize("args,needle", [
     (["--metric", "ppl", "--remove", "1", "--stream", "on", "--device-map", "auto"], "exclude each other"),
 ])
-def test_what_cannot_stream_is_one_line(args, needle, checkpoints, calib, capsys):
-    code = main(["score", str(checkpoints("llama")), "--data", str(calib), "--samples", "2", "--seq-len", "16", *args])
+def test_what_cannot_stream_is_one_line(args, needle, checkpoints, calib_text, capsys):
+    code = main(["score", str(checkpoints("llama")), "--data", str(calib_text), "--samples", "2", "--seq-len", "16", *args])
     err = capsys.readouterr().err
     assert code == 2 and needle in err and "Traceback" not in err and len(err.strip().splitlines()) == 1
 
@@ -115,8 +108,8 @@ _PEAK = textwrap.dedent("""
             if line.startswith(key):
                 return int(line.split()[1]) * 1024
 
-    small, big, calib, stream = sys.argv[1:5]
-    opts = ScoreOptions(metric="block-influence", remove=2, data=calib, samples=4, seq_len=32, batch_size=2,
+    small, big, calib_text, stream = sys.argv[1:5]
+    opts = ScoreOptions(metric="block-influence", remove=2, data=calib_text, samples=4, seq_len=32, batch_size=2,
                         stream=stream)
     score(small, opts, cache_dir=None)  # every import and the tokenizer loaded: what remains is the model's share
     base = status("VmRSS:")
@@ -126,34 +119,34 @@ _PEAK = textwrap.dedent("""
 """)
 
 
-def _peak(small, big, calib, stream):
-    out = subprocess.run([sys.executable, "-c", _PEAK, str(small), str(big), str(calib), stream],
+def _peak(small, big, calib_text, stream):
+    out = subprocess.run([sys.executable, "-c", _PEAK, str(small), str(big), str(calib_text), stream],
                          capture_output=True, text=True, timeout=600)
     assert out.returncode == 0, out.stderr[-2000:]
     return json.loads(out.stdout.strip().splitlines()[-1])
 
 
-def test_layer_by_layer_scoring_holds_one_layer_not_the_model(tmp_path, checkpoints, calib):
+def test_layer_by_layer_scoring_holds_one_layer_not_the_model(tmp_path, checkpoints, calib_text):
     """Peak resident memory above the process's baseline: in memory ~ the weights; streamed ~ one layer.
     (bench/bench_score_memory.py runs the same under a cgroup memory cap at half the weights.)"""
     big = build_tiny_checkpoint(tmp_path / "big", "llama", num_layers=16, hidden_size=384, intermediate_size=1536,
                                 num_attention_heads=6, num_key_value_heads=2)
     weights = sum(f.stat().st_size for f in big.glob("*.safetensors"))  # ~150 MB, one layer ~9 MB
     small = checkpoints("llama")
-    whole = _peak(small, big, calib, "off")
-    layered = _peak(small, big, calib, "on")
+    whole = _peak(small, big, calib_text, "off")
+    layered = _peak(small, big, calib_text, "on")
     assert whole["extra"] > 0.9 * weights
     assert layered["extra"] < 0.3 * weights
     assert layered["plan"] == whole["plan"] and layered["streamed"] and not whole["streamed"]
 
 
-def test_auto_streams_when_the_model_does_not_fit(checkpoints, calib, monkeypatch, capsys):
+def test_auto_streams_when_the_model_does_not_fit(checkpoints, calib_text, monkeypatch, capsys):
     from hfprune.scoring import streamed_model
     from hfprune.scoring.drivers import should_stream as _should_stream
     from hfprune.disk.checkpoint import Checkpoint
 
     ckpt = Checkpoint.open(checkpoints("llama"))
-    opts = ScoreOptions(metric="ppl", remove=1, data=str(calib))
+    opts = ScoreOptions(metric="ppl", remove=1, data=str(calib_text))
     assert not _should_stream(opts, ckpt, progress=True)  # a tiny model fits
     from hfprune.scoring.streamed_model import in_memory_bytes
 

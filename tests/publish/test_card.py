@@ -1,4 +1,7 @@
-"""What a published folder tells the Hub: licence fields, lineage, dataset ids in the model-index, notices."""
+"""What a published folder tells the Hub: licence fields, lineage, dataset ids in the model-index, notices; the
+card's number formats and the published recipe's redaction."""
+
+import json
 
 import yaml
 from huggingface_hub import ModelCard
@@ -97,7 +100,7 @@ def test_upload_publishes_eval_results_but_no_other_hidden_file(tmp_path, monkey
     import subprocess
     import sys
 
-    from .hub_server import FakeHub
+    from ..hub_server import FakeHub
 
     folder = tmp_path / "final"
     (folder / ".eval_results").mkdir(parents=True)
@@ -118,3 +121,33 @@ def test_upload_publishes_eval_results_but_no_other_hidden_file(tmp_path, monkey
         files = set(dict(hub.state.repos["tester/m"].commits[-1][1]))
     assert ".eval_results/arc_easy.yaml" in files and "config.json" in files
     assert not any(name.startswith((".hfprune", ".cache")) for name in files)
+
+
+def test_card_formats_and_wording():
+    from hfprune.publish.card import format_delta, layer_map_svg, publishable_recipe
+    from hfprune.plan import Plan
+
+    assert format_delta("acc", 0.5, 0.4312) == "-6.88 pt"
+    assert format_delta("word_perplexity", 20.0, 25.0) == "+25.0%"
+    assert format_delta("word_perplexity", 20.0, 5.2e6) == "+25,999,900.0%"
+    svg = layer_map_svg(Plan.build(3, skip_attention=[1]))
+    width = int(svg.split('width="')[1].split('"')[0])
+    assert width >= 44 + 6 * len("layer map: 3 source layers, 3 kept")
+    recipe = {"source": "/home/me/models/base", "prune": {"data": "/home/me/calib.jsonl"},
+              "recover": {"method": "partial", "dataset": "/home/me/heal.jsonl", "lora_r": 8, "last_k": 3},
+              "eval": {"include_path": None}, "push": {}}
+    out = publishable_recipe(recipe)
+    assert out["source"] == "base" and out["prune"]["data"] == "calib.jsonl"
+    assert out["recover"]["dataset"] == "heal.jsonl" and "lora_r" not in out["recover"]
+    assert "/home/me" not in json.dumps(out)
+
+
+def test_the_card_cites_the_papers_behind_what_ran_each_once():
+    from hfprune.plan import Plan
+    from hfprune.publish.card import cited
+
+    seed = cited(Plan.build(6, drop_layers=[4, 5], metric="reverse-order"), False, "partial")
+    assert len(seed) == 2 and "arXiv:2411.15558" in seed[0] and "lm-evaluation-harness" in seed[1]
+    skips = cited(Plan.build(6, drop_layers=[3], skip_mlp=[1], metric="finercut"), True, "lora")
+    assert [c.split(":")[0] for c in skips[:3]] == ["FinerCut", "ReplaceMe", "LoRA"] and len(skips) == 4
+    assert len(cited(Plan.build(6, drop_layers=[2]), False, None)) == 2  # no metric recorded: the seed paper's order

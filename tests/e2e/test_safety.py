@@ -16,7 +16,7 @@ import pytest
 from hfprune.cli import main
 from hfprune.disk.remote_code import AUTO_MAP, MODELING_FILE, is_own_modeling_code
 
-from .helpers import interrupt_after, one_line_error
+from ..helpers import interrupt_after, one_line_error
 
 TASKS = ["--tasks", "hfprune_demo_mc", "--limit", "2"]
 
@@ -427,20 +427,3 @@ def test_full_disk_is_one_line_and_leaves_nothing(tmp_path, src, capsys, monkeyp
     code = main(["prune", str(src), "--drop-last", "1", "-o", str(tmp_path / "out"), "--no-progress"])
     one_line_error(capsys, code, "No space left on device", "free some space")
     assert sorted(p.name for p in tmp_path.iterdir()) == ["src"]
-
-
-def test_class_name_table_matches_transformers():
-    """The model types' class names spare skip-map surgery the transformers import; they must equal transformers'
-    own."""
-    from transformers import CONFIG_MAPPING
-    from transformers.models.auto.modeling_auto import MODEL_FOR_CAUSAL_LM_MAPPING_NAMES
-
-    from hfprune.disk.model_types import MODEL_TYPES
-
-    class_names = {name: t.classes for name, t in MODEL_TYPES.items() if t.classes is not None}
-    text_only = {name for name, t in MODEL_TYPES.items() if not t.layout.text_config_key and not t.layout.no_skips}
-    assert set(class_names) == text_only
-    for model_type, (folder, config_class, model_class) in class_names.items():
-        cls = CONFIG_MAPPING[model_type]
-        assert (cls.__module__, cls.__name__) == (f"transformers.models.{folder}.configuration_{folder}", config_class)
-        assert MODEL_FOR_CAUSAL_LM_MAPPING_NAMES[model_type] == model_class

@@ -11,15 +11,6 @@ from hfprune.cli import main
 
 
 @pytest.fixture(scope="module")
-def calib(tmp_path_factory):
-    from hfprune.tiny import DEMO_TEXT
-
-    path = tmp_path_factory.mktemp("calib") / "calib.txt"
-    path.write_text(DEMO_TEXT * 4)
-    return path
-
-
-@pytest.fixture(scope="module")
 def source(tmp_path_factory):
     from hfprune.tiny import build_tiny_checkpoint
 
@@ -27,10 +18,10 @@ def source(tmp_path_factory):
                                  tie_word_embeddings=False)
 
 
-def _settings(calib, **kw):
+def _settings(calib_text, **kw):
     from hfprune.settings import PruneSection
 
-    return PruneSection(replace="linear", replace_data=str(calib), replace_samples=8, replace_seq_len=32, **kw)
+    return PruneSection(replace="linear", replace_data=str(calib_text), replace_samples=8, replace_seq_len=32, **kw)
 
 
 def _load(path):
@@ -41,17 +32,17 @@ def _load(path):
     return model.eval()
 
 
-def test_folded_checkpoint_computes_the_pruned_model_with_the_map_applied_by_a_hook(source, calib, tmp_path):
+def test_folded_checkpoint_computes_the_pruned_model_with_the_map_applied_by_a_hook(source, calib_text, tmp_path):
     from hfprune.api import prune
     from hfprune.plan import Plan
     from hfprune.scoring.linear_fit import Block, fit_blocks, fold_targets
     from hfprune.scoring.forward import LayerStack
     from hfprune.scoring.in_memory import InMemoryDriver
     from hfprune.disk.checkpoint import Checkpoint
-    from .reference import bypassed
+    from ..reference import bypassed
 
     plan = Plan.build(6, drop_layers=[2, 3, 5])
-    result = prune(source, tmp_path / "out", plan=plan, replace=_settings(calib), echo=lambda *_: None)
+    result = prune(source, tmp_path / "out", plan=plan, replace=_settings(calib_text), echo=lambda *_: None)
     record = json.loads((tmp_path / "out" / "hfprune.json").read_text())["replacement"]
     assert [b["layers"] for b in record["blocks"]] == [[2, 3], [5, 5]]
     assert [b["fold_into"] for b in record["blocks"]] == ["model.layers.1.mlp.down_proj", "model.layers.4.mlp.down_proj"]
@@ -64,7 +55,7 @@ def test_folded_checkpoint_computes_the_pruned_model_with_the_map_applied_by_a_h
     from hfprune.scoring.calibration import load_calibration
     from transformers import AutoTokenizer
 
-    cal = load_calibration(str(calib), AutoTokenizer.from_pretrained(source), samples=8, seq_len=32)
+    cal = load_calibration(str(calib_text), AutoTokenizer.from_pretrained(source), samples=8, seq_len=32)
     _, report = fit_blocks(InMemoryDriver(LayerStack(dense_for_fit, ckpt.arch), list(cal.input_ids.split(8))),
                            plan, blocks, targets, 1e-3)
     maps = {b.target: report.maps[b] for b in blocks}
@@ -139,13 +130,13 @@ def test_the_fit_recovers_a_block_that_is_linear_by_construction():
 
 
 @pytest.mark.parametrize("drop", [[2, 3, 5], [0, 1, 4]])
-def test_streamed_and_in_memory_fits_are_equal(source, calib, tmp_path, drop):
+def test_streamed_and_in_memory_fits_are_equal(source, calib_text, tmp_path, drop):
     from hfprune.api import prune
     from safetensors.torch import load_file
 
     outs = {}
     for stream in ("off", "on"):
-        prune(source, tmp_path / stream, drop_layers=drop, replace=_settings(calib, replace_stream=stream),
+        prune(source, tmp_path / stream, drop_layers=drop, replace=_settings(calib_text, replace_stream=stream),
               echo=lambda *_: None)
         outs[stream] = (load_file(tmp_path / stream / "model.safetensors"),
                         json.loads((tmp_path / stream / "hfprune.json").read_text())["replacement"])
@@ -163,7 +154,7 @@ def test_streamed_and_in_memory_fits_are_equal(source, calib, tmp_path, drop):
 
 
 @pytest.mark.parametrize("model_type", ["gpt_neox", "phi", "cohere"])
-def test_parallel_layers_and_biased_projections_fit_the_same_in_memory_and_layer_by_layer(calib, tmp_path,
+def test_parallel_layers_and_biased_projections_fit_the_same_in_memory_and_layer_by_layer(calib_text, tmp_path,
                                                                                          model_type):
     """Parallel layers have no stream between attention and FFN: the FFN's output is read where it leaves the FFN
     (gpt_neox and phi also fold a bias)."""
@@ -174,7 +165,7 @@ def test_parallel_layers_and_biased_projections_fit_the_same_in_memory_and_layer
     src = build_tiny_checkpoint(tmp_path / "src", model_type, num_layers=5, tokenizer=True)
     outs = {}
     for stream in ("off", "on"):
-        result = prune(src, tmp_path / stream, drop_layers=[2, 3], replace=_settings(calib, replace_stream=stream),
+        result = prune(src, tmp_path / stream, drop_layers=[2, 3], replace=_settings(calib_text, replace_stream=stream),
                        echo=lambda *_: None)
         outs[stream] = load_file(tmp_path / stream / "model.safetensors"), result.replacement
     (mem, rec_mem), (streamed, rec_str) = outs["off"], outs["on"]
@@ -209,26 +200,26 @@ def test_a_projection_whose_output_is_scaled_per_channel_is_refused(tmp_path):
                    [Block(2, 3)], {1: "model.layers.1.mlp.down_proj"}, 1e-3)
 
 
-def test_a_block_at_layer_0_with_a_tied_embedding_and_sub_block_skips_are_reported_not_replaced(calib, tmp_path):
+def test_a_block_at_layer_0_with_a_tied_embedding_and_sub_block_skips_are_reported_not_replaced(calib_text, tmp_path):
     from hfprune.api import prune
     from hfprune.tiny import build_tiny_checkpoint
 
     tied = build_tiny_checkpoint(tmp_path / "tied", "llama", num_layers=6, tokenizer=True, tie_word_embeddings=True)
-    result = prune(tied, tmp_path / "out", drop_layers=[0, 3], skip_mlp=[5], replace=_settings(calib),
+    result = prune(tied, tmp_path / "out", drop_layers=[0, 3], skip_mlp=[5], replace=_settings(calib_text),
                    echo=lambda *_: None)
     rec = result.replacement
     assert [b["layers"] for b in rec["blocks"]] == [[3, 3]]
     assert any("layer 0" in n and "tied" in n for n in rec["not_replaced"])
     assert any("sub-blocks removed alone are not replaced" in n for n in rec["not_replaced"])
-    only_skips = prune(tied, tmp_path / "skips", skip_attention=[2], replace=_settings(calib), echo=lambda *_: None)
+    only_skips = prune(tied, tmp_path / "skips", skip_attention=[2], replace=_settings(calib_text), echo=lambda *_: None)
     assert only_skips.replacement["blocks"] == [] and "nothing was replaced" in only_skips.replacement["warning"]
 
 
-def test_architectures_that_norm_the_ffn_output_are_refused_in_one_line(calib, tmp_path, capsys):
+def test_architectures_that_norm_the_ffn_output_are_refused_in_one_line(calib_text, tmp_path, capsys):
     from hfprune.tiny import build_tiny_checkpoint
 
     src = build_tiny_checkpoint(tmp_path / "g", "gemma2", num_layers=4, tokenizer=True)
-    code = main(["prune", str(src), "--drop-layers", "2", "--replace", "linear", "--replace-data", str(calib),
+    code = main(["prune", str(src), "--drop-layers", "2", "--replace", "linear", "--replace-data", str(calib_text),
                  "-o", str(tmp_path / "out"), "--no-progress"])
     err = capsys.readouterr().err.strip().splitlines()
     assert code == 2 and len(err) == 1 and "norms its FFN output" in err[0]
@@ -243,11 +234,11 @@ def test_replace_without_calibration_data_is_one_line(source, tmp_path, capsys):
     assert not (tmp_path / "out").exists()
 
 
-def test_the_cosine_objective_lowers_the_cosine_distance_and_folds_the_same_way(source, calib, tmp_path):
+def test_the_cosine_objective_lowers_the_cosine_distance_and_folds_the_same_way(source, calib_text, tmp_path):
     from hfprune.api import prune
 
-    plain = prune(source, tmp_path / "ls", drop_layers=[2, 3], replace=_settings(calib), echo=lambda *_: None)
-    cos = prune(source, tmp_path / "cos", drop_layers=[2, 3], replace=_settings(calib, replace_objective="cosine"),
+    plain = prune(source, tmp_path / "ls", drop_layers=[2, 3], replace=_settings(calib_text), echo=lambda *_: None)
+    cos = prune(source, tmp_path / "cos", drop_layers=[2, 3], replace=_settings(calib_text, replace_objective="cosine"),
                 echo=lambda *_: None)
     assert cos.replacement["objective"] == "cosine" and plain.replacement["objective"] == "least squares"
     c = cos.replacement["blocks"][0]["cosine"]

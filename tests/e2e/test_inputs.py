@@ -12,7 +12,7 @@ import pytest
 
 from hfprune.cli import main
 
-from .helpers import one_line_error
+from ..helpers import one_line_error
 
 TASKS = ["--tasks", "hfprune_demo_mc", "--limit", "4", "--speed-rounds", "0"]
 

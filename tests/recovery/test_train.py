@@ -20,7 +20,7 @@ from hfprune.recovery.train import checkpoints_dir, recover
 from hfprune.settings import RecoverOptions
 from hfprune.tiny import build_tiny_checkpoint
 
-from .helpers import interrupt_after
+from ..helpers import interrupt_after
 
 ROWS = [
     {"instruction": "Name the capital of France.", "input": "", "output": "The capital of France is Paris."},

@@ -1,4 +1,4 @@
-"""The whole pipeline: push to a local Hub endpoint and load back, the card, resume, recipes, errors, the demo."""
+"""The whole pipeline: push to a local Hub endpoint and load back, the card, resume, recipes, errors."""
 
 import json
 import os
@@ -15,7 +15,7 @@ from hfprune.pipeline import Pipeline
 from hfprune.plan import Plan
 from hfprune.settings import Recipe
 
-from .hub_server import FakeHub
+from ..hub_server import FakeHub
 
 TASKS = "hfprune_demo_mc,hfprune_demo_ppl"
 
@@ -229,7 +229,7 @@ def test_recipe_unknown_key_is_named(tmp_path):
 
 
 def test_shipped_recipes_are_valid():
-    configs = Path(__file__).resolve().parents[1] / "configs"
+    configs = Path(__file__).resolve().parents[2] / "configs"
     recipes = [p for p in configs.glob("*.yaml") if not p.name.startswith("accelerate")]
     assert len(recipes) >= 4
     methods = set()
@@ -237,50 +237,6 @@ def test_shipped_recipes_are_valid():
         r = Recipe.load(p)
         methods.add((r.prune.metric or "reverse-order", r.recover.method))
     assert {("reverse-order", "partial"), ("angular", "qlora"), ("finercut", "none")} <= methods
-
-
-def test_every_help_works_without_heavy_imports():
-    """--help is instant because it imports neither torch nor transformers nor lm-eval (timing lives in bench/)."""
-    probe = ("import runpy, sys\n"
-             "sys.argv = ['hfprune'] + sys.argv[1:] + ['--help']\n"
-             "try:\n    runpy.run_module('hfprune', run_name='__main__')\n"
-             "except SystemExit:\n    pass\n"
-             "print('HEAVY', sorted(m for m in ('torch', 'transformers', 'lm_eval') if m in sys.modules))\n")
-    for args in ([], ["prune"], ["score"], ["recover"], ["eval"], ["push"], ["sweep"], ["demo"]):
-        proc = subprocess.run([sys.executable, "-c", probe, *args], capture_output=True, text=True)
-        assert "usage:" in proc.stdout, proc.stderr
-        assert proc.stdout.strip().splitlines()[-1] == "HEAVY []", (args, proc.stdout[-300:])
-
-
-def test_card_template_renders_from_an_installed_wheel(tmp_path):
-    root = Path(__file__).resolve().parents[1]
-    subprocess.run([sys.executable, "-m", "pip", "wheel", str(root), "--no-deps", "--no-build-isolation", "-q",
-                    "-w", str(tmp_path / "whl")], check=True, capture_output=True)
-    wheel = next((tmp_path / "whl").glob("hfprune-*.whl"))
-    subprocess.run([sys.executable, "-m", "pip", "install", "--no-deps", "-q", "--target", str(tmp_path / "site"),
-                    str(wheel)], check=True, capture_output=True)
-    code = ("import hfprune.publish.card as c, sys; p = c.template_path(); print(p); "
-            "assert str(p).startswith(sys.argv[1]), p; "
-            "from hfprune.evaluation.harness import DATA_DIR; assert (DATA_DIR / 'demo_mc.jsonl').is_file(); "
-            "from hfprune.disk.remote_code import _TEMPLATE as t; assert t.is_file() and str(t).startswith(sys.argv[1]), t")
-    proc = subprocess.run([sys.executable, "-c", code, str(tmp_path / "site")], capture_output=True, text=True,
-                          env=dict(os.environ, PYTHONPATH=str(tmp_path / "site")), cwd=tmp_path)
-    assert proc.returncode == 0, proc.stderr
-
-
-def test_demo_runs_the_whole_pipeline_offline(tmp_path):
-    env = dict(os.environ, HF_HUB_OFFLINE="1", HF_HOME=str(tmp_path / "hf"))
-    proc = subprocess.run([sys.executable, "-m", "hfprune", "demo", "--work-dir", str(tmp_path / "demo")],
-                          capture_output=True, text=True, env=env, timeout=600)
-    assert proc.returncode == 0, proc.stderr[-3000:]
-    work = tmp_path / "demo"
-    for artifact in ("source.json", "plan.json", "pruned", "recovered", "eval.json", "final/README.md",
-                     "final/model.safetensors", "final/layer_map.svg"):
-        assert (work / artifact).exists(), artifact
-    evaluation = json.loads((work / "eval.json").read_text())
-    assert set(evaluation) == {"dense", "pruned", "recovered"}
-    card = ModelCard.load(work / "final" / "README.md")
-    assert card.data.eval_results
 
 
 def test_iterative_pruning_with_recovery_between_steps(tmp_path):

@@ -12,9 +12,9 @@ from hfprune.recovery.distill import TopkStore, kd_loss_sum, teacher_topk_file
 from hfprune.recovery.train import recover
 from hfprune.tiny import build_tiny_checkpoint
 
-from .helpers import interrupt_after
+from ..helpers import interrupt_after
 
-from .test_recover import ROWS, fast, tensors
+from .test_train import ROWS, fast, tensors
 
 
 @pytest.fixture(scope="module")
