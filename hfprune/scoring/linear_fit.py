@@ -11,8 +11,8 @@ A block that starts at layer 0 has no layer before it: there the map acts on the
 h0.T), folded into an untied input embedding (E <- E + E.T). Blocks are fitted in depth order on the stream of
 the model as pruned and replaced so far, so a later block also corrects what the earlier ones left.
 
-The maths (LinearFit) is shared by two drivers: in memory (fit_in_memory, on a loaded LayerStack) and layer by
-layer from disk (fit_streamed, on a StreamedModel): the same sums over the same activations.
+The fit (fit_blocks) is written once, as observers of passes (see passes.py): either driver runs it, the model
+loaded in memory or read from disk layer by layer, with the same sums over the same activations.
 """
 
 from __future__ import annotations
