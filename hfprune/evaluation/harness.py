@@ -131,20 +131,31 @@ def evaluate_model(model_path: str | Path, tasks: list[str], *, limit: int | flo
 
 @contextlib.contextmanager
 def _quiet_bars(quiet: bool):
-    """lm-eval's own progress bars (tokenizing, requests) follow --no-progress: tqdm reads TQDM_DISABLE."""
-    import os
-
-    old = os.environ.get("TQDM_DISABLE")
-    if quiet:
-        os.environ["TQDM_DISABLE"] = "1"
-    try:
+    """lm-eval's own progress bars (building requests, tokenizing, running them) and its batch-size chatter on
+    stdout follow --no-progress. Its bars pass `disable=` explicitly and tqdm reads TQDM_DISABLE only when it is
+    imported, so every tqdm made inside the context is switched off at its constructor."""
+    if not quiet:
         yield
+        return
+    import io
+
+    from tqdm import std
+
+    original = std.tqdm.__init__
+
+    def silenced(self, *args, **kwargs):
+        if len(args) > 10:  # disable given positionally (the 11th parameter)
+            args = args[:10] + (True,) + args[11:]
+        else:
+            kwargs["disable"] = True
+        original(self, *args, **kwargs)
+
+    std.tqdm.__init__ = silenced
+    try:
+        with contextlib.redirect_stdout(io.StringIO()):  # "Passed argument batch_size = auto ..."
+            yield
     finally:
-        if quiet:
-            if old is None:
-                os.environ.pop("TQDM_DISABLE", None)
-            else:
-                os.environ["TQDM_DISABLE"] = old
+        std.tqdm.__init__ = original
 
 
 def _task_manager(tasks: list[str], paths: list[str]):

@@ -130,3 +130,15 @@ def test_decode_speed_is_a_ratio_measured_interleaved(model_dir, tmp_path):
     assert out["method"]["schedule"] == "interleaved in one process"
     assert out["method"]["rounds"] == 2 and out["method"]["new_tokens"] == 3
     assert json.loads(json.dumps(out)) == out
+
+
+@pytest.mark.parametrize("progress", [False, True])
+def test_no_progress_silences_lm_evals_own_bars(model_dir, capfd, progress):
+    from hfprune.evaluation.harness import evaluate_model
+
+    capfd.readouterr()
+    evaluate_model(model_dir, TASKS, limit=2, dtype="float32", progress=progress)
+    out, err = capfd.readouterr()
+    chatter = [line for line in (out + err).replace("\r", "\n").splitlines()
+               if "%|" in line or "batch size" in line.lower()]
+    assert bool(chatter) == progress, chatter[:3]
