@@ -17,7 +17,7 @@ from ..settings import Recipe
 from ..workdir import LOCK_FILE, WORKDIR_MARKER, check_not_input, work_dir_lock, write_text
 from . import stages
 from .naming import name_stem, target_text
-from .runner import StageRunner, stage_keys
+from .runner import StageRunner, stage_keys, stage_settings
 
 
 @dataclass
@@ -166,7 +166,8 @@ class Pipeline:
 
     def _run(self, repo_id: str | None) -> PipelineResult:
         ctx, work = self.ctx, self.work
-        stage = StageRunner(work, stage_keys(self.recipe, repo_id, ctx.sweep_table), self.resume, ctx.echo)
+        stage = StageRunner(work, stage_keys(self.recipe, repo_id, ctx.sweep_table), self.resume, ctx.echo,
+                            stage_settings(self.recipe, repo_id, ctx.sweep_table))
         record = stage.run("source", work / "source.json", lambda: stages.source_stage(ctx),
                            encode=stages.SourceRecord.to_dict, decode=stages.SourceRecord.from_dict)
         src = record.source

@@ -162,15 +162,20 @@ def test_resume_after_a_kill_skips_finished_stages(tiny_checkpoints, tmp_path, m
         Pipeline(recipe, tmp_path / "w", echo=lambda *_: None).run()
     # resume per stage: new evaluation settings rerun evaluation (and the card) only
     changed = recipe.override(**{"eval.limit": 3})
-    result = Pipeline(changed, tmp_path / "w", resume=True, eval_cache=tmp_path / "ec", echo=lambda *_: None).run()
+    said = []
+    result = Pipeline(changed, tmp_path / "w", resume=True, eval_cache=tmp_path / "ec", echo=said.append).run()
     assert result.skipped == ["source", "plan", "prune"] and result.ran == ["eval", "final"]
+    assert "[eval] changed since the earlier run: eval.limit: redoing it" in said  # says what changed
     assert calls == []
     assert json.loads((tmp_path / "w" / "eval.json").read_text())["pruned"]["settings"]["limit"] == 3
     # ... and another plan redoes the plan and everything after it
     monkeypatch.undo()
+    said.clear()
     result = Pipeline(changed.override(**{"prune.drop_last": 2}), tmp_path / "w", resume=True,
-                      eval_cache=tmp_path / "ec", echo=lambda *_: None).run()
+                      eval_cache=tmp_path / "ec", echo=said.append).run()
     assert result.skipped == ["source"] and result.ran == ["plan", "prune", "eval", "final"]
+    assert "[plan] changed since the earlier run: prune.drop_last: redoing it" in said
+    assert "[prune] an earlier stage ran again: redoing it" in said
     assert json.loads((tmp_path / "w" / "pruned" / "config.json").read_text())["num_hidden_layers"] == 2
 
 
