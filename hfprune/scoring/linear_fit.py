@@ -20,7 +20,7 @@ from __future__ import annotations
 from dataclasses import dataclass, field
 
 from ..errors import PlanError
-from .passes import Projection
+from .passes import Observers, Projection
 
 CITATION = ("ReplaceMe: Network Simplification via Layer Pruning and Linear Transformations (Shopkhoev et al., "
             "2025), arXiv:2505.02819")
@@ -288,22 +288,6 @@ class _StreamKeeper:
             self.kept[i + 1][bi] = y.cpu()
 
 
-class _Observers:
-    """Several observers of one pass."""
-
-    def __init__(self, observers: list):
-        self.observers = observers
-
-    def on_split(self, *a):
-        for o in self.observers:
-            if hasattr(o, "on_split"):
-                o.on_split(*a)
-
-    def on_layer(self, *a):
-        for o in self.observers:
-            o.on_layer(*a)
-
-
 def fit_blocks(driver, plan, blocks: list[Block], targets: dict[int, str], ridge: float, objective: str = "lstsq",
                weighting: str = "token") -> tuple[dict, FitReport]:
     """Fit every block's map in depth order and fold it into the driver's model, so each later block is fitted on
@@ -319,7 +303,7 @@ def fit_blocks(driver, plan, blocks: list[Block], targets: dict[int, str], ridge
             for b in blocks}
     early = {b: _BlockObserver(b, fits[b]) for b in blocks if b.target < first_change}
     keeper = _StreamKeeper({b.end for b in blocks if b not in early})
-    driver.run(_Observers([*early.values(), keeper]), split={b.target for b in early if b.target >= 0},
+    driver.run(Observers([*early.values(), keeper]), split={b.target for b in early if b.target >= 0},
                upto=max(b.end for b in blocks) - 1, desc="dense stream")
     folds, report = {}, FitReport()
     for block in blocks:
@@ -408,6 +392,8 @@ def fit_replacement(source_path, ckpt, plan, settings, *, trust_remote_code: boo
 
 
 def _score_options(settings, trust_remote_code: bool):
+    """How the fit loads the model: float32, batches of 8 windows, streamed as --replace-stream says (named as a
+    streamable layer metric, since the driver's choice reads the metric; the fit streams whatever the plan)."""
     from ..settings import ScoreOptions
 
     return ScoreOptions(metric="block-influence", remove=1, dtype="float32", batch_size=8,

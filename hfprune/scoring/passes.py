@@ -44,6 +44,23 @@ class Projection:
     name: str
 
 
+class Observers:
+    """Several observers of one pass, each called in turn with the hooks it defines."""
+
+    def __init__(self, observers: list):
+        self.observers = observers
+
+    def on_split(self, *args):
+        for o in self.observers:
+            if hasattr(o, "on_split"):
+                o.on_split(*args)
+
+    def on_layer(self, *args):
+        for o in self.observers:
+            if hasattr(o, "on_layer"):
+                o.on_layer(*args)
+
+
 def bypass_kwargs(attn: set[int], mlp: set[int]) -> dict:
     """LayerStack.bypassed's arguments for these removed sub-blocks: a layer that loses both is dropped."""
     both = set(attn) & set(mlp)
