@@ -35,4 +35,8 @@ sweep q15-p0.85-kd --target-params 0.85 --metrics reverse-order --replace linear
 sweep q15-p0.75-heal --target-params 0.75 --metrics reverse-order --replace none,linear --recover partial $HEAL
 # 5. FinerCut at ~15% (a greedy search over 34 sub-blocks per step: the slowest metric here)
 sweep q15-p0.85-finercut --target-params 0.85 --metrics finercut
+# 6. the map fitted on instruction-formatted text (Alpaca through the model's chat template) instead of C4
+python bench/real/chat_calibration.py "$Q15" "$R/data/alpaca_en_demo.json" "$OUT/calib_alpaca_chat.jsonl"
+sweep q15-p0.85-chatmap --target-params 0.85 --metrics reverse-order,block-influence --replace linear \
+  --replace-data "$OUT/calib_alpaca_chat.jsonl"
 echo done
