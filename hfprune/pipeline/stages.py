@@ -252,7 +252,7 @@ def _write_final(ctx: StageContext, staging: Path, record: SourceRecord, plan: P
         base_model=src.repo_id, license=_license_fields(record.license), plan=plan,
         runtime_notes=runtime_notes(src, plan), recipe_yaml=published_recipe,
         evaluation=evaluation, scores=scores,
-        recovery=recipe.recover.model_dump() if recipe.recover.method != "none" else None,
+        recovery=recipe.recover if recipe.recover.method != "none" else None,
         recovery_record=read_json(ctx.work / "recovered" / "hfprune.json"), sweep_table=ctx.sweep_table,
         needs_remote_code=(staging / "modeling_hfprune.py").exists(),
         replacement=(read_json(ctx.work / "pruned" / "hfprune.json") or {}).get("replacement")))

@@ -7,6 +7,7 @@ from importlib import resources
 from pathlib import Path
 
 from ..plan import Plan, format_layer_list
+from ..settings import RecoverSection
 
 DATASET_IDS = {"alpaca": "yahma/alpaca-cleaned", "dolly": "databricks/databricks-dolly-15k"}
 
@@ -48,7 +49,7 @@ class CardInputs:
     recipe_yaml: str
     evaluation: dict  # eval.json
     scores: dict | None = None
-    recovery: dict | None = None  # recipe recover section when a method ran
+    recovery: RecoverSection | None = None  # the recipe's recover section, when a method ran
     recovery_record: dict | None = None  # the healed checkpoint's hfprune.json: what actually ran
     sweep_table: str | None = None  # results of the sweep this recipe was chosen from
     needs_remote_code: bool = False
@@ -257,7 +258,7 @@ def build_card(inputs: CardInputs):
                                       task_name="Text Generation"))
     datasets = []
     if inputs.recovery:
-        ds = inputs.recovery.get("dataset")
+        ds = inputs.recovery.dataset
         datasets.append(DATASET_IDS.get(ds, ds) if ds and not Path(ds).exists() and not Path(ds).is_absolute()
                         else None)
     if inputs.scores and inputs.scores.get("data") and not Path(inputs.scores["data"]["source"]).exists() and not Path(inputs.scores["data"]["source"]).is_absolute():
@@ -273,7 +274,7 @@ def build_card(inputs: CardInputs):
                          eval_results=results or None, pipeline_tag="text-generation")
     before, after = ev["dense"]["size"]["parameters"], ev[final]["size"]["parameters"]
     citations = cited(plan, bool((inputs.replacement or {}).get("blocks")),
-                      inputs.recovery["method"] if inputs.recovery else None)
+                      inputs.recovery.method if inputs.recovery else None)
     recovery = _recovery_summary(inputs, ev) if inputs.recovery else None
     scores_table = _scores_table(inputs.scores) if inputs.scores else ""
     return ModelCard.from_template(
@@ -391,24 +392,24 @@ def dataset_label(name: str | None) -> str | None:
     return p.name if (p.is_absolute() or p.exists() or len(p.parts) > 2) else name
 
 
-def recovery_label(recovery: dict) -> str:
+def recovery_label(recovery: RecoverSection) -> str:
     """partial, lora, qlora, partial-kd or lora-kd: the method as the CLI spells it, from a recover section."""
-    return recovery["method"] + ("-kd" if recovery.get("objective") == "kd" else "")
+    return recovery.method + ("-kd" if recovery.objective == "kd" else "")
 
 
 def _recovery_summary(inputs: CardInputs, ev: dict) -> dict:
     r = inputs.recovery
     record = inputs.recovery_record or {}
     tied = (record.get("recovery") or {}).get("tied_embeddings_result")
-    if r["method"] == "partial":
+    if r.method == "partial":
         head = {"frozen": "the tied lm_head kept frozen", "untied": "an untied copy of lm_head"}.get(tied, "lm_head")
-        what = f"partial-layer fine-tuning (the last {r.get('last_k')} layers, final norm and {head})"
+        what = f"partial-layer fine-tuning (the last {r.last_k} layers, final norm and {head})"
     else:
-        what = f"{r['method'].upper()} (r={r.get('lora_r')}, merged)"
+        what = f"{r.method.upper()} (r={r.lora_r}, merged)"
     from ..recovery.record import RecoveryRun
 
     run = RecoveryRun.from_dict(record.get("recovery_run"))
-    data = dataset_label(r.get("dataset"))
+    data = dataset_label(r.dataset)
     if run and run.answers == "teacher":
         data = f"the teacher's own greedy answers to the instructions of {data} (self-data distillation)"
     if run and run.objective != "SFT":
