@@ -188,6 +188,7 @@ def _prune_killed_by(sig_name: str, src: Path, out: Path) -> subprocess.Complete
     """Run `hfprune prune` in a child that receives `sig_name` from itself while writing weights."""
     code = (
         "import os, signal, sys, time\n"
+        f"signal.signal(signal.{sig_name}, signal.SIG_DFL)\n"  # as in a terminal, even when pytest runs under nohup
         "import hfprune.disk.surgery as s\n"
         "real = s._write_weights\n"
         "def killed(*a, **k):\n"
